@@ -1,0 +1,26 @@
+// Bundles the CLI (and bench entry points) with esbuild. tfjs-core's gradient registrations ship only
+// as extension-less ES modules, which Node cannot import directly; a bundle resolves them.
+import { build } from 'esbuild';
+const banner = [
+  "import { createRequire as __halfstepCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __halfstepToPath } from 'node:url';",
+  "import { dirname as __halfstepDirname } from 'node:path';",
+  'const require = __halfstepCreateRequire(import.meta.url);',
+  'const __filename = __halfstepToPath(import.meta.url);',
+  'const __dirname = __halfstepDirname(__filename);',
+].join('\n');
+const entries = process.argv.slice(2);
+await build({
+  entryPoints: entries.length ? entries : ['src/cli.ts'],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outdir: 'dist',
+  outbase: '.',
+  mainFields: ['module', 'main'],
+  external: ['onnxruntime-node', 'sharp', 'webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'playwright-core', 'fastify'],
+  banner: { js: banner },
+  logLevel: 'warning',
+  sourcemap: 'linked',
+});

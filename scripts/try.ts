@@ -1,0 +1,18 @@
+import { initBackend } from '../src/backend.js';
+import { parseRecipe } from '../src/recipe.js';
+import { makeToyDataset } from '../src/data/make.js';
+import { splitOf } from '../src/data/dataset.js';
+import { createNetwork } from '../src/model/index.js';
+import { RunDir } from '../src/rundir.js';
+import { trainTeacher } from '../src/train.js';
+import { rmSync } from 'node:fs';
+const backend = process.argv[2] ?? 'wasm';
+await initBackend(backend as 'wasm');
+const recipe = parseRecipe(`name: t\ndata: {path: /tmp/x.arrow, generate: {}}\ntrain: {steps: 200, checkpoint_every: 0}\n`);
+const ds = makeToyDataset({ dist: 'swissroll', n: 20000, holdout: 0.1, seed: 0 });
+const tr = splitOf(ds, 'train');
+rmSync('/tmp/tryrun', { recursive: true, force: true });
+const job = { recipe, dataset: ds, train: { x: tr.x, n: tr.n }, net: createNetwork(recipe.model, ds.shape), run: new RunDir('/tmp/tryrun'), backend, onEvent: (e: any) => { if (e.type === 'step' && e.step % 50 === 0) console.log(e.step, e.loss.toFixed(4), e.itPerSec.toFixed(1)); }, resume: false };
+const t0 = performance.now();
+await trainTeacher(job);
+console.log(backend, ((performance.now() - t0) / 200).toFixed(2), 'ms/step');

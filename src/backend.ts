@@ -1,0 +1,137 @@
+/**
+ * Picks and initialises the tfjs backend. The code that trains and samples is the same on every
+ * backend; this is the one place that knows how each one is loaded.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { tf } from './tf.js';
+import { BackendUnavailableError } from './errors.js';
+import type { BackendName } from './recipe.js';
+import { ortAvailable } from './onnx/runtime.js';
+import { registerOrtMatMul } from './kernels/matmul.js';
+
+export type ResolvedBackend = Exclude<BackendName, 'auto'>;
+
+const req = createRequire(typeof __filename !== 'undefined' ? __filename : import.meta.url);
+
+/** Loaders for optional native backends; tests replace them to exercise the selection logic. */
+export const optionalLoaders = {
+  /** Loads @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node if the user installed one; returns its name. */
+  async tensorflow(): Promise<string> {
+    const errors: string[] = [];
+    for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+      try {
+        await import(/* @vite-ignore */ pkg);
+        return pkg;
+      } catch (e) {
+        errors.push(`${pkg}: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+    throw new BackendUnavailableError(
+      `backend "tensorflow" is not available: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed ` +
+        `(install one with \`npm install @tensorflow/tfjs-node\` on a machine that can download libtensorflow). Details: ${errors.join('; ')}`,
+    );
+  },
+  /** Creates a WebGPU adapter through Dawn (npm package `webgpu`); null if there is no GPU adapter. */
+  async webgpu(): Promise<boolean> {
+    let create: (opts: string[]) => { requestAdapter(o?: unknown): Promise<unknown | null> };
+    try {
+      ({ create } = (await import(/* @vite-ignore */ 'webgpu')) as unknown as { create: typeof create });
+    } catch (e) {
+      throw new BackendUnavailableError(`backend "webgpu" is not available: the npm package "webgpu" could not be loaded (${(e as Error).message.split('\n')[0]})`);
+    }
+    const gpu = create([]);
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) return false;
+    // tfjs-backend-webgpu registers itself only if navigator.gpu exists when it is imported.
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu, userAgent: 'node' }, configurable: true, writable: true });
+    await import('@tensorflow/tfjs-backend-webgpu');
+    return true;
+  },
+};
+
+let current: ResolvedBackend | null = null;
+
+/** onnxruntime-backed kernels on the host backends, unless HALFSTEP_NATIVE_KERNELS=0 or onnxruntime-node is missing. */
+export function nativeKernelsWanted(): boolean {
+  return process.env.HALFSTEP_NATIVE_KERNELS !== '0' && ortAvailable();
+}
+
+/** Which kernels halfstep replaced on the active backend (named in reports and logs). */
+export function kernelNote(): string {
+  return current === 'wasm' || current === 'cpu' ? (registered.has(current) ? 'MatMul via onnxruntime' : 'stock tfjs kernels') : 'stock tfjs kernels';
+}
+
+const registered = new Set<string>();
+function registerHostKernels(kind: 'wasm' | 'cpu'): void {
+  registerOrtMatMul(kind);
+  registered.add(kind);
+}
+
+/** The backend halfstep initialised, or null before initBackend. */
+export function currentBackend(): ResolvedBackend | null {
+  return current;
+}
+
+/** Initialise `name` (resolving auto) and make it tfjs's active backend. Idempotent for the same name. */
+export async function initBackend(name: BackendName): Promise<ResolvedBackend> {
+  const resolved = name === 'auto' ? await resolveAuto() : name;
+  if (current === resolved && tf.getBackend() === tfName(resolved)) return resolved;
+  switch (resolved) {
+    case 'wasm': {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      const dir = join(dirname(req.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + '/';
+      wasm.setWasmPaths(dir);
+      wasm.setThreadsCount?.(1);
+      break;
+    }
+    case 'cpu':
+      await quietly(() => import('@tensorflow/tfjs-backend-cpu'));
+      break;
+    case 'webgpu':
+      if (!(await optionalLoaders.webgpu())) throw new BackendUnavailableError('backend "webgpu" is not available: Dawn found no GPU adapter on this machine');
+      break;
+    case 'tensorflow':
+      await optionalLoaders.tensorflow();
+      break;
+  }
+  const ok = await quietly(() => tf.setBackend(tfName(resolved)));
+  if (!ok) throw new BackendUnavailableError(`backend "${resolved}" failed to initialise`);
+  await tf.ready();
+  if ((resolved === 'wasm' || resolved === 'cpu') && nativeKernelsWanted()) registerHostKernels(resolved);
+  current = resolved;
+  return resolved;
+}
+
+/** auto: tensorflow if the user installed tfjs-node(-gpu), else webgpu if a GPU adapter is found, else wasm. */
+export async function resolveAuto(): Promise<ResolvedBackend> {
+  try {
+    await optionalLoaders.tensorflow();
+    return 'tensorflow';
+  } catch {
+    /* not installed */
+  }
+  try {
+    if (await optionalLoaders.webgpu()) return 'webgpu';
+  } catch {
+    /* no package or no adapter */
+  }
+  return 'wasm';
+}
+
+function tfName(b: ResolvedBackend): string {
+  return b;
+}
+
+/** Run `f` with console.warn/log silenced (tfjs prints a banner about tfjs-node when a backend starts in Node). */
+async function quietly<R>(f: () => Promise<R> | R): Promise<R> {
+  const { warn, log } = console;
+  console.warn = () => {};
+  console.log = () => {};
+  try {
+    return await f();
+  } finally {
+    console.warn = warn;
+    console.log = log;
+  }
+}

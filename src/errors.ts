@@ -1,0 +1,43 @@
+/** Typed errors. Library code throws these; only cli.ts prints them and sets the exit code. */
+export class HalfstepError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** A recipe key with a wrong type, an unknown name or an impossible value. `path` is e.g. "distill.start_steps". */
+export class RecipeError extends HalfstepError {
+  constructor(readonly path: string, message: string, readonly file?: string) {
+    super(`${file ? `${file}: ` : ''}${path ? `${path}: ` : ''}${message}`, 2);
+  }
+}
+
+/** A bad command-line usage that commander cannot catch (e.g. a file that does not exist). */
+export class UsageError extends HalfstepError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
+
+export class CheckpointError extends HalfstepError {}
+export class DatasetError extends HalfstepError {}
+export class BackendUnavailableError extends HalfstepError {}
+
+/** The loss became NaN or ±Inf; the last good checkpoint is left as it was. */
+export class NonFiniteLossError extends HalfstepError {
+  constructor(readonly stage: string, readonly step: number, readonly value: number, readonly lastCheckpoint: string | null) {
+    super(
+      `${stage}: the loss became ${value} at step ${step}; stopped. ` +
+        (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint} (unchanged). ` : 'No checkpoint was written yet. ') +
+        'Try a lower learning rate or a smaller grad_clip.',
+    );
+  }
+}
+
+/** Ctrl-C (SIGINT) or SIGTERM during a long stage: the state was saved and the run can be resumed. */
+export class InterruptedError extends HalfstepError {
+  constructor(readonly checkpoint: string | null) {
+    super(`interrupted; ${checkpoint ? `state saved to ${checkpoint}; continue with --resume` : 'nothing to save yet'}`, 130);
+  }
+}

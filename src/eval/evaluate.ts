@@ -1,0 +1,90 @@
+/**
+ * The evaluation: for every step count N from start_steps down to end_steps, sample the teacher with
+ * DDIM at N steps and the student distilled to N steps from the same noise, and measure each row
+ * against the held-out data and the teacher's start_steps samples.
+ */
+import { tf } from '../tf.js';
+import { exampleSize, splitOf } from '../data/dataset.js';
+import { denoiser } from '../model/network.js';
+import { Rng } from '../rng.js';
+import { sample, type Clip } from '../sampler.js';
+import type { Job } from '../stage.js';
+import type { TrainedModel } from '../train.js';
+import { energyDistance, mse, slicedWasserstein } from './metrics.js';
+
+export type SamplerKind = 'teacher' | 'student';
+
+export interface Row {
+  sampler: SamplerKind;
+  steps: number;
+  /** The distillation round that produced the model (0 = the teacher itself). */
+  round: number;
+  metrics: { swd: number; energy: number; teacher_mse: number };
+  latency_ms_per_sample: number;
+  samples: Float32Array;
+}
+
+/** All sampling step counts of a recipe's report: start, start/2, …, end. */
+export function reportSteps(start: number, end: number): number[] {
+  const out: number[] = [];
+  for (let n = start; n >= end; n /= 2) out.push(n);
+  return out;
+}
+
+/** Draw samples with N DDIM steps from fixed noise; returns the samples and the fastest of `repeats` timings. */
+export async function timedSample(job: Job, model: TrainedModel, noise: Float32Array, N: number, repeats: number): Promise<{ samples: Float32Array; ms: number }> {
+  const n = noise.length / exampleSize(job.dataset);
+  const den = denoiser(job.net, model.params, job.recipe.model.parameterization);
+  const clip: Clip = job.dataset.range;
+  let best = Infinity;
+  let out: Float32Array | null = null;
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    const z = tf.tensor(noise, [n, ...job.dataset.shape]);
+    const s = sample(den, z, N, clip);
+    const data = (await s.data()) as Float32Array;
+    best = Math.min(best, performance.now() - t0);
+    tf.dispose([z, s]);
+    out = data;
+  }
+  return { samples: out!, ms: best };
+}
+
+export async function evaluate(job: Job, teacher: TrainedModel, students: TrainedModel[]): Promise<Row[]> {
+  const r = job.recipe;
+  const e = r.eval;
+  const D = exampleSize(job.dataset);
+  const held = splitOf(job.dataset, 'heldout');
+  const n = e.samples;
+  const noise = new Rng(e.seed).normals(n * D);
+  const steps = reportSteps(r.distill.start_steps, r.distill.end_steps);
+  const byN = new Map(students.map((s) => [s.meta.steps, s]));
+  const rows: Row[] = [];
+  let ref: Float32Array | null = null;
+  const t0 = performance.now();
+  job.onEvent({ type: 'stage-start', stage: 'eval', label: 'evaluation', total: 2 * steps.length, startAt: 0, backend: job.backend });
+  let done = 0;
+  const measure = (samples: Float32Array) => ({
+    swd: slicedWasserstein(samples, held.x, D, e.projections, e.seed + 1),
+    energy: energyDistance(samples, held.x, D, e.energy_samples),
+    teacher_mse: mse(samples, ref!),
+  });
+  for (const N of steps) {
+    const t = await timedSample(job, teacher, noise, N, e.latency_repeats);
+    if (!ref) ref = t.samples;
+    rows.push({ sampler: 'teacher', steps: N, round: 0, metrics: measure(t.samples), latency_ms_per_sample: t.ms / n, samples: t.samples });
+    job.onEvent({ type: 'step', stage: 'eval', label: 'evaluation', step: ++done, total: 2 * steps.length, loss: Number.NaN, lr: 0, itPerSec: 0 });
+    if (N === r.distill.start_steps) {
+      // No round produces a start_steps student: the row is the teacher itself (round 0).
+      rows.push({ ...rows[rows.length - 1]!, sampler: 'student' });
+    } else {
+      const s = byN.get(N);
+      if (!s) throw new Error(`no ${N}-step student to evaluate`);
+      const st = await timedSample(job, s, noise, N, e.latency_repeats);
+      rows.push({ sampler: 'student', steps: N, round: s.meta.round, metrics: measure(st.samples), latency_ms_per_sample: st.ms / n, samples: st.samples });
+    }
+    job.onEvent({ type: 'step', stage: 'eval', label: 'evaluation', step: ++done, total: 2 * steps.length, loss: Number.NaN, lr: 0, itPerSec: 0 });
+  }
+  job.onEvent({ type: 'stage-end', stage: 'eval', label: 'evaluation', seconds: (performance.now() - t0) / 1000, summary: `${rows.length} rows` });
+  return rows;
+}

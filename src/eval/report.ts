@@ -1,0 +1,209 @@
+/** The report of a run: report.json (data), report.md (tables + figure links), report.html (self-contained). */
+import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { splitOf } from '../data/dataset.js';
+import { recipeHash, recipeToYaml, type Recipe } from '../recipe.js';
+import type { Job } from '../stage.js';
+import type { TrainedModel } from '../train.js';
+import { VERSION } from '../version.js';
+import { lossSpec, metricsSpec, render, scatterSpec, type MetricPoint } from './charts.js';
+import type { Row } from './evaluate.js';
+import { METRIC_DEFINITIONS } from './metrics.js';
+
+export interface ReportJson {
+  halfstep: string;
+  created: string;
+  recipe: Recipe;
+  recipe_hash: string;
+  dataset: { name: string; source: string; shape: number[]; range: [number, number]; train: number; heldout: number };
+  backend: string;
+  kernels: string;
+  metric_definitions: Record<string, string>;
+  rows: { sampler: 'teacher' | 'student'; steps: number; round: number; metrics: Row['metrics']; latency_ms_per_sample: number; figure: string }[];
+  teacher: { updates: number; final_loss: number | null; seconds: number };
+  rounds: { round: number; steps: number; updates: number; final_loss: number | null; seconds: number }[];
+  figures: { metrics: string; samples: string[]; loss: string };
+  eval_seconds: number;
+}
+
+const METRICS = ['swd', 'energy', 'teacher_mse'] as const;
+
+export async function writeReport(job: Job, teacher: TrainedModel, students: TrainedModel[], rows: Row[], evalSeconds: number, kernels: string): Promise<ReportJson> {
+  const root = job.run.root;
+  const figDir = job.run.figures;
+  mkdirSync(figDir, { recursive: true });
+  const D = job.dataset.shape.reduce((a, b) => a * b, 1);
+  const rel = (p: string) => relative(root, p);
+
+  // Pictures: one scatter per row, metrics against steps, loss curves.
+  const html: Record<string, string> = {};
+  const reportRows: ReportJson['rows'] = [];
+  const heldout = splitOf(job.dataset, 'heldout');
+  const dataFig = await render(scatterSpec(heldout.x, D, `held-out data (${heldout.n})`, job.dataset.range, '#54a24b'));
+  writeFileSync(join(figDir, 'data.png'), dataFig.png);
+  html['data'] = dataFig.png.toString('base64');
+  for (const row of rows) {
+    const name = `${row.sampler}-${row.steps}`;
+    const title = row.sampler === 'teacher' ? `teacher, DDIM ${row.steps} step${row.steps > 1 ? 's' : ''}` : row.round === 0 ? `student ${row.steps} (= teacher)` : `student, ${row.steps} step${row.steps > 1 ? 's' : ''}`;
+    const fig = await render(scatterSpec(row.samples, D, title, job.dataset.range, row.sampler === 'teacher' ? '#e45756' : '#4c78a8'));
+    const file = join(figDir, `${name}.png`);
+    writeFileSync(file, fig.png);
+    html[name] = fig.png.toString('base64');
+    reportRows.push({ sampler: row.sampler, steps: row.steps, round: row.round, metrics: row.metrics, latency_ms_per_sample: row.latency_ms_per_sample, figure: rel(file) });
+  }
+  // Zeros (teacher_mse of the teacher itself) have no place on a log axis.
+  const points: MetricPoint[] = rows.flatMap((r) =>
+    METRICS.filter((m) => r.metrics[m] > 0).map((m) => ({ sampler: r.sampler === 'teacher' ? 'teacher DDIM' : 'student', steps: r.steps, metric: m, value: r.metrics[m] })),
+  );
+  const metricsFig = await render(metricsSpec(points, [...METRICS], `${job.recipe.name}: quality against sampling steps (lower is better)`));
+  writeFileSync(join(figDir, 'metrics.png'), metricsFig.png);
+  writeFileSync(join(figDir, 'metrics.svg'), metricsFig.svg);
+  const curves = [
+    ...teacher.meta.lossCurve.map((p) => ({ stage: 'teacher', ...p })),
+    ...students.flatMap((s) => s.meta.lossCurve.map((p) => ({ stage: `round ${s.meta.round} (→${s.meta.steps})`, ...p }))),
+  ];
+  const lossFig = await render(lossSpec(curves));
+  writeFileSync(join(figDir, 'loss.png'), lossFig.png);
+
+  const report: ReportJson = {
+    halfstep: VERSION,
+    created: new Date().toISOString(),
+    recipe: job.recipe,
+    recipe_hash: recipeHash(job.recipe),
+    dataset: {
+      name: job.dataset.name,
+      source: job.dataset.source,
+      shape: job.dataset.shape,
+      range: job.dataset.range,
+      train: job.train.n,
+      heldout: heldout.n,
+    },
+    backend: job.backend,
+    kernels,
+    metric_definitions: { ...METRIC_DEFINITIONS, latency_ms_per_sample: 'Wall time to draw eval.samples samples in one batch at the row\'s step count (fastest of eval.latency_repeats), divided by eval.samples; on this run\'s backend.' },
+    rows: reportRows,
+    teacher: { updates: teacher.meta.total, final_loss: teacher.meta.finalLoss, seconds: teacher.meta.seconds },
+    rounds: students.map((s) => ({ round: s.meta.round, steps: s.meta.steps, updates: s.meta.total, final_loss: s.meta.finalLoss, seconds: s.meta.seconds })),
+    figures: { metrics: 'figures/metrics.png', samples: reportRows.map((r) => r.figure), loss: 'figures/loss.png' },
+    eval_seconds: evalSeconds,
+  };
+  atomicWrite(join(root, 'report.json'), JSON.stringify(report, null, 2));
+  atomicWrite(join(root, 'report.md'), markdown(report));
+  atomicWrite(join(root, 'report.html'), htmlReport(report, metricsFig.svg, lossFig.svg, html));
+  return report;
+}
+
+function atomicWrite(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+const fmt = (v: number | null) => (v === null ? '—' : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toPrecision(3));
+
+/** The comparison table: one line per step count with teacher-DDIM and student side by side. */
+export function comparisonTable(r: ReportJson): string {
+  const lines = [
+    '| steps | teacher DDIM swd | student swd | teacher DDIM energy | student energy | teacher DDIM teacher_mse | student teacher_mse | teacher ms/sample | student ms/sample |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  const steps = [...new Set(r.rows.map((x) => x.steps))];
+  for (const n of steps) {
+    const t = r.rows.find((x) => x.steps === n && x.sampler === 'teacher')!;
+    const s = r.rows.find((x) => x.steps === n && x.sampler === 'student')!;
+    const tag = s.round === 0 ? ' (= teacher)' : '';
+    lines.push(
+      `| ${n} | ${fmt(t.metrics.swd)} | ${fmt(s.metrics.swd)}${tag} | ${fmt(t.metrics.energy)} | ${fmt(s.metrics.energy)} | ${fmt(t.metrics.teacher_mse)} | ${fmt(s.metrics.teacher_mse)} | ${fmt(t.latency_ms_per_sample)} | ${fmt(s.latency_ms_per_sample)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function roundsTable(r: ReportJson): string {
+  const lines = ['| stage | steps | updates | final loss | seconds |', '| --- | ---: | ---: | ---: | ---: |'];
+  lines.push(`| teacher | ${r.recipe.distill.start_steps} | ${r.teacher.updates} | ${fmt(r.teacher.final_loss)} | ${r.teacher.seconds.toFixed(1)} |`);
+  for (const x of r.rounds) lines.push(`| round ${x.round} | ${x.steps} | ${x.updates} | ${fmt(x.final_loss)} | ${x.seconds.toFixed(1)} |`);
+  return lines.join('\n');
+}
+
+function markdown(r: ReportJson): string {
+  return `# halfstep report: ${r.recipe.name}
+
+Dataset **${r.dataset.name}** (${r.dataset.source}; ${r.dataset.train} train / ${r.dataset.heldout} held out, shape [${r.dataset.shape.join(', ')}]).
+Backend **${r.backend}** (${r.kernels}); halfstep ${r.halfstep}; recipe hash \`${r.recipe_hash}\`; ${r.created}.
+
+## Teacher DDIM against distilled students
+
+${comparisonTable(r)}
+
+![metrics against steps](${r.figures.metrics})
+
+## Samples
+
+${r.rows.map((x) => `![${x.sampler} ${x.steps}](${x.figure})`).join(' ')}
+
+## Training
+
+${roundsTable(r)}
+
+![loss](${r.figures.loss})
+
+## Definitions
+
+${Object.entries(r.metric_definitions)
+  .map(([k, v]) => `- **${k}**: ${v}`)
+  .join('\n')}
+
+## Resolved recipe
+
+\`\`\`yaml
+${recipeToYaml(r.recipe)}\`\`\`
+`;
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function mdTableToHtml(md: string): string {
+  const [head, , ...body] = md.split('\n');
+  const cells = (l: string) => l.split('|').slice(1, -1).map((c) => c.trim());
+  return `<table><thead><tr>${cells(head!).map((c) => `<th>${esc(c)}</th>`).join('')}</tr></thead><tbody>${body
+    .map((l) => `<tr>${cells(l).map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`)
+    .join('')}</tbody></table>`;
+}
+
+function htmlReport(r: ReportJson, metricsSvg: string, lossSvg: string, pngs: Record<string, string>): string {
+  const img = (key: string, alt: string) => `<figure><img alt="${esc(alt)}" src="data:image/png;base64,${pngs[key]}" width="260"></figure>`;
+  const steps = [...new Set(r.rows.map((x) => x.steps))];
+  const grid = steps
+    .map((n) => `<div class="pair"><h3>${n} step${n > 1 ? 's' : ''}</h3>${img(`teacher-${n}`, `teacher ${n}`)}${img(`student-${n}`, `student ${n}`)}</div>`)
+    .join('');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>halfstep report: ${esc(r.recipe.name)}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
+th{background:#f4f4f4}.pairs{display:flex;flex-wrap:wrap;gap:1rem}.pair{border:1px solid #eee;padding:.5rem}
+.pair h3{margin:.2rem 0;font-size:1rem}figure{margin:0}pre{background:#f7f7f7;padding:1rem;overflow:auto}
+dt{font-weight:600}dd{margin:0 0 .6rem 1rem}
+</style></head><body>
+<h1>halfstep report: ${esc(r.recipe.name)}</h1>
+<p>Dataset <b>${esc(r.dataset.name)}</b> (${esc(r.dataset.source)}; ${r.dataset.train} train / ${r.dataset.heldout} held out). Backend <b>${esc(r.backend)}</b> (${esc(r.kernels)}); halfstep ${esc(r.halfstep)}; recipe hash <code>${r.recipe_hash}</code>; ${esc(r.created)}.</p>
+<h2>Teacher DDIM against distilled students</h2>
+${mdTableToHtml(comparisonTable(r))}
+${metricsSvg}
+<h2>Samples (same noise in every panel)</h2>
+<div class="pairs"><div class="pair"><h3>held-out data</h3>${img('data', 'held-out data')}</div>${grid}</div>
+<h2>Training</h2>
+${mdTableToHtml(roundsTable(r))}
+${lossSvg}
+<h2>Definitions</h2>
+<dl>${Object.entries(r.metric_definitions)
+    .map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`)
+    .join('')}</dl>
+<h2>Resolved recipe</h2>
+<pre>${esc(recipeToYaml(r.recipe))}</pre>
+</body></html>
+`;
+}

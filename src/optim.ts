@@ -1,0 +1,95 @@
+/** Adam, global-norm gradient clipping, EMA of weights and learning-rate schedules, on tfjs tensors. */
+import { tf } from './tf.js';
+import type { ParamSet } from './model/params.js';
+
+export type Decay = 'cosine' | 'linear' | 'none';
+
+/**
+ * Learning rate at update `step` (0-based) of `total`: linear warm-up from 0 over `warmup` updates,
+ * then constant, linear or cosine decay to 0 at the last update.
+ */
+export function learningRate(peak: number, step: number, total: number, warmup: number, decay: Decay): number {
+  if (warmup > 0 && step < warmup) return (peak * (step + 1)) / warmup;
+  const span = Math.max(1, total - warmup);
+  const p = Math.min(1, (step - warmup) / span);
+  switch (decay) {
+    case 'none':
+      return peak;
+    case 'linear':
+      return peak * (1 - p);
+    case 'cosine':
+      return peak * 0.5 * (1 + Math.cos(Math.PI * p));
+  }
+}
+
+/** Scale gradients so that their global L2 norm is at most maxNorm (no-op if maxNorm ≤ 0). Returns the norm before clipping. */
+export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: tf.Scalar } {
+  return tf.tidy(() => {
+    const norm = tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
+    if (maxNorm <= 0) return { grads: grads.map((g) => tf.clone(g)), norm };
+    const scale = tf.div(maxNorm, tf.maximum(norm, maxNorm));
+    return { grads: grads.map((g) => tf.mul(g, scale)), norm };
+  });
+}
+
+export interface AdamConfig {
+  beta1: number;
+  beta2: number;
+  eps: number;
+}
+
+/** Adam (Kingma & Ba 2015) with bias correction; its state is plain named tensors so checkpoints can hold it. */
+export class Adam {
+  t = 0;
+  readonly m: tf.Variable[];
+  readonly v: tf.Variable[];
+
+  constructor(private readonly params: ParamSet, private readonly cfg: AdamConfig) {
+    this.m = params.list.map((p) => tf.variable(tf.zerosLike(p.variable), false));
+    this.v = params.list.map((p) => tf.variable(tf.zerosLike(p.variable), false));
+  }
+
+  /** θ ← θ − lr·m̂/(sqrt(v̂) + ε), m̂ = m/(1−β1^t), v̂ = v/(1−β2^t). */
+  apply(grads: tf.Tensor[], lr: number): void {
+    this.t += 1;
+    const { beta1: b1, beta2: b2, eps } = this.cfg;
+    const c1 = 1 - b1 ** this.t;
+    const c2 = 1 - b2 ** this.t;
+    tf.tidy(() => {
+      this.params.list.forEach((p, i) => {
+        const g = grads[i]!;
+        const m = tf.add(tf.mul(this.m[i]!, b1), tf.mul(g, 1 - b1));
+        const v = tf.add(tf.mul(this.v[i]!, b2), tf.mul(tf.square(g), 1 - b2));
+        this.m[i]!.assign(m);
+        this.v[i]!.assign(v);
+        const upd = tf.div(tf.mul(m, lr / c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
+        p.variable.assign(tf.sub(p.variable, upd));
+      });
+    });
+  }
+
+  dispose(): void {
+    for (const t of [...this.m, ...this.v]) t.dispose();
+  }
+}
+
+/** EMA decay at update t with the usual warm-up: min(decay, (1 + t)/(10 + t)). */
+export function emaDecay(decay: number, t: number): number {
+  return Math.min(decay, (1 + t) / (10 + t));
+}
+
+/** ema ← d·ema + (1 − d)·θ for every parameter. */
+export function updateEma(ema: ParamSet, params: ParamSet, d: number): void {
+  tf.tidy(() => {
+    ema.list.forEach((e, i) => {
+      e.variable.assign(tf.add(tf.mul(e.variable, d), tf.mul(params.list[i]!.variable, 1 - d)));
+    });
+  });
+}
+
+/** A new ParamSet with the same names holding copies of `src`'s values. */
+export function cloneParams(src: ParamSet, ctor: new () => ParamSet): ParamSet {
+  const out = new ctor();
+  for (const p of src.list) out.add(p.name, tf.clone(p.variable));
+  return out;
+}
