@@ -9,7 +9,7 @@ import { InterruptedError, NonFiniteLossError } from './errors.js';
 import type { OnEvent, Stage } from './events.js';
 import { Adam, clipByGlobalNorm, emaDecay, learningRate, updateEma, type Decay } from './optim.js';
 import type { ParamSet } from './model/params.js';
-import type { Rng } from './rng.js';
+import type { Rng, RngState } from './rng.js';
 
 export interface OptimConfig {
   lr: number;
@@ -27,6 +27,8 @@ export type MakeLoss = (rng: Rng, step: number) => { loss: () => tf.Scalar; disp
 
 export interface LoopProgress {
   step: number;
+  /** The RNG state at that step (before its batch is drawn). */
+  rng: RngState;
   seconds: number;
   lossCurve: { step: number; loss: number }[];
 }
@@ -43,7 +45,7 @@ export interface LoopOptions {
   makeLoss: MakeLoss;
   /** Where the loop resumes (0 for a fresh start). */
   progress: LoopProgress;
-  /** Saves the state after `step` updates; returns the path written. */
+  /** Saves the state after `p.step` updates; returns the path written. */
   save: (p: LoopProgress, finalLoss: number) => Promise<string>;
   /** The path of the newest good checkpoint, for the NaN message. */
   lastCheckpoint: () => string | null;
@@ -76,6 +78,7 @@ export async function optimize(o: LoopOptions): Promise<LoopResult> {
 
   for (let step = o.progress.step; step < total; step++) {
     const t0 = performance.now();
+    const rngBefore = o.rng.state();
     const batch = o.makeLoss(o.rng, step);
     const { value, grads } = tf.variableGrads(batch.loss, vars);
     batch.dispose();
@@ -84,6 +87,12 @@ export async function optimize(o: LoopOptions): Promise<LoopResult> {
     if (!Number.isFinite(loss)) {
       tf.dispose(Object.values(grads));
       throw new NonFiniteLossError(o.label, step + 1, loss, o.lastCheckpoint());
+    }
+    // The weights after `step` updates just gave a finite loss: only now is a periodic checkpoint of
+    // them written, so a checkpoint on disk never holds weights that lead straight to a NaN.
+    if (step > o.progress.step && cfg.checkpoint_every > 0 && step % cfg.checkpoint_every === 0) {
+      const path = await o.save({ step, rng: rngBefore, seconds, lossCurve: curve }, lastLoss);
+      o.onEvent({ type: 'checkpoint', stage: o.stage, path, step });
     }
     const lr = learningRate(cfg.lr, step, total, cfg.warmup, cfg.decay);
     const ordered = o.params.list.map((p) => grads[p.variable.name]!);
@@ -113,10 +122,10 @@ export async function optimize(o: LoopOptions): Promise<LoopResult> {
 
     const done = step + 1 === total;
     const interrupted = o.signal?.aborted || (o.stopAfter !== undefined && step + 1 >= o.stopAfter);
-    if (!done && (interrupted || (cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every === 0))) {
-      const path = await o.save({ step: step + 1, seconds, lossCurve: curve }, loss);
+    if (!done && interrupted) {
+      const path = await o.save({ step: step + 1, rng: o.rng.state(), seconds, lossCurve: curve }, loss);
       o.onEvent({ type: 'checkpoint', stage: o.stage, path, step: step + 1 });
-      if (interrupted) throw new InterruptedError(path);
+      throw new InterruptedError(path);
     }
   }
   return { finalLoss: lastLoss, seconds, lossCurve: curve };

@@ -130,7 +130,7 @@ export function startOrResume(job: Job, stage: CheckpointStage, steps: number, f
       const adam = new Adam(params, { beta1: cfg.adam_beta1, beta2: cfg.adam_beta2, eps: cfg.adam_eps });
       loadAdam(adam, params, tensors, meta.adamT, path);
       job.onEvent({ type: 'info', message: `resuming ${meta.stage} (${steps} steps) at update ${meta.step}/${meta.total} from ${path}` });
-      return { params, ema, adam, rng: new Rng(meta.rng), progress: { step: meta.step, seconds: meta.seconds, lossCurve: meta.lossCurve } };
+      return { params, ema, adam, rng: new Rng(meta.rng), progress: { step: meta.step, rng: meta.rng, seconds: meta.seconds, lossCurve: meta.lossCurve } };
     }
     if (!(meta.stage === 'teacher' || meta.stage === 'distill')) throw new CheckpointError(`${path}: unknown stage ${String(meta.stage)}`);
   }
@@ -139,7 +139,7 @@ export function startOrResume(job: Job, stage: CheckpointStage, steps: number, f
   // A stage's batches come from a generator seeded by the recipe seed and the stage, so each stage
   // is reproducible on its own.
   const rng = new Rng((job.recipe.seed * 1000003 + (stage === 'teacher' ? 0 : steps + 1)) >>> 0);
-  return { params, ema, adam, rng, progress: { step: 0, seconds: 0, lossCurve: [] } };
+  return { params, ema, adam, rng, progress: { step: 0, rng: rng.state(), seconds: 0, lossCurve: [] } };
 }
 
 /** The loop options common to both stages: saving progress and naming the last good checkpoint. */
@@ -151,7 +151,7 @@ export function loopPlumbing(
   let last: string | null = existsSync(job.run.progress) ? job.run.progress : null;
   return {
     save: async (p, finalLoss) => {
-      await writeState(job.run.progress, { ...meta, step: p.step, done: false, rng: st.rng.state(), adamT: st.adam.t, finalLoss, seconds: p.seconds, lossCurve: p.lossCurve }, st);
+      await writeState(job.run.progress, { ...meta, step: p.step, done: false, rng: p.rng, adamT: st.adam.t, finalLoss, seconds: p.seconds, lossCurve: p.lossCurve }, st);
       last = job.run.progress;
       return job.run.progress;
     },

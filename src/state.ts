@@ -4,7 +4,7 @@
  */
 import { tf } from './tf.js';
 import { loadCheckpoint, saveCheckpoint, type NamedTensor } from './checkpoint.js';
-import { CheckpointError } from './errors.js';
+import { CheckpointError, HalfstepError } from './errors.js';
 import { ParamSet } from './model/params.js';
 import type { Adam } from './optim.js';
 import type { Recipe } from './recipe.js';
@@ -57,10 +57,16 @@ export interface StateParts {
   adam: Adam | null;
 }
 
+/** Write a checkpoint atomically. Refuses weights that are not finite, so no checkpoint on disk holds them. */
 export async function writeState(path: string, meta: CheckpointMeta, parts: StateParts): Promise<void> {
   const tensors = new Map<string, NamedTensor>();
   await toNamed(parts.params, 'params', tensors);
   if (parts.ema) await toNamed(parts.ema, 'ema', tensors);
+  for (const [name, t] of tensors) {
+    if (!t.data.every(Number.isFinite)) {
+      throw new HalfstepError(`${meta.stage} (${meta.steps} steps): weight ${name} is not finite after ${meta.step} updates; stopped without writing ${path}. Try a lower learning rate or a smaller grad_clip.`);
+    }
+  }
   if (parts.adam) {
     for (const [i, p] of parts.params.list.entries()) {
       tensors.set(`adam.m/${p.name}`, { shape: p.variable.shape.slice(), data: (await parts.adam.m[i]!.data()) as Float32Array });

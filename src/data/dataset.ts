@@ -125,6 +125,7 @@ export function readDataset(path: string): Dataset {
   } catch (e) {
     throw new DatasetError(`${path}: not an Arrow IPC file (${(e as Error).message})`);
   }
+  if (table.schema.fields.length === 0) throw new DatasetError(`${path}: not an Arrow IPC file (no columns could be read)`);
   const meta = table.schema.metadata;
   const need = (k: string): string => {
     const v = meta.get(k);

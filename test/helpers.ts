@@ -1,0 +1,41 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../src/cli.js';
+import type { Output } from '../src/commands/progress.js';
+
+export function tmp(prefix = 'halfstep-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface CliResult {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** Run the CLI in-process. `onErr` sees every stderr chunk (e.g. to abort like Ctrl-C). */
+export async function cli(args: string[], opts: { onErr?: (s: string, abort: () => void) => void } = {}): Promise<CliResult> {
+  let out = '';
+  let err = '';
+  const ac = new AbortController();
+  const io: Output = {
+    out: (s) => {
+      out += s;
+    },
+    err: (s) => {
+      err += s;
+      opts.onErr?.(s, () => ac.abort());
+    },
+    isTTY: false,
+  };
+  const code = await main(args, io, ac.signal);
+  return { code, out, err };
+}
+
+export const TINY = 'test/fixtures/tiny.yaml';
+
+/** Arguments that run the tiny recipe in `dir` with its dataset there too. */
+export function tinyArgs(dir: string, extra: string[] = []): string[] {
+  return [TINY, '--out', join(dir, 'run'), '--set', `data.path=${join(dir, 'moons.arrow')}`, ...extra];
+}
