@@ -62,6 +62,18 @@ export interface LoopResult {
   lossCurve: { step: number; loss: number }[];
 }
 
+let lastYield = 0;
+/**
+ * Let the event loop run (signals, timers, I/O) at most every 50 ms: a loop that only awaits
+ * already-resolved promises never reaches them, and Ctrl-C would go unseen.
+ */
+export async function yieldToEventLoop(): Promise<void> {
+  const now = performance.now();
+  if (now - lastYield < 50) return;
+  lastYield = now;
+  await new Promise((r) => setImmediate(r));
+}
+
 export async function optimize(o: LoopOptions): Promise<LoopResult> {
   const { total, cfg } = o;
   const vars = o.params.list.map((p) => p.variable);
@@ -119,6 +131,7 @@ export async function optimize(o: LoopOptions): Promise<LoopResult> {
       windowSteps = 0;
     }
     o.onEvent({ type: 'step', stage: o.stage, label: o.label, step: step + 1, total, loss, lr, itPerSec });
+    await yieldToEventLoop();
 
     const done = step + 1 === total;
     const interrupted = o.signal?.aborted || (o.stopAfter !== undefined && step + 1 >= o.stopAfter);

@@ -11,6 +11,8 @@ import { sample, type Clip } from '../sampler.js';
 import type { Job } from '../stage.js';
 import type { TrainedModel } from '../train.js';
 import { energyDistance, mse, slicedWasserstein } from './metrics.js';
+import { yieldToEventLoop } from '../loop.js';
+import { InterruptedError } from '../errors.js';
 
 export type SamplerKind = 'teacher' | 'student';
 
@@ -45,6 +47,7 @@ export async function timedSample(job: Job, model: TrainedModel, noise: Float32A
     const data = (await s.data()) as Float32Array;
     best = Math.min(best, performance.now() - t0);
     tf.dispose([z, s]);
+    await yieldToEventLoop();
     out = data;
   }
   return { samples: out!, ms: best };
@@ -70,6 +73,7 @@ export async function evaluate(job: Job, teacher: TrainedModel, students: Traine
     teacher_mse: mse(samples, ref!),
   });
   for (const N of steps) {
+    if (job.signal?.aborted) throw new InterruptedError(null);
     const t = await timedSample(job, teacher, noise, N, e.latency_repeats);
     if (!ref) ref = t.samples;
     rows.push({ sampler: 'teacher', steps: N, round: 0, metrics: measure(t.samples), latency_ms_per_sample: t.ms / n, samples: t.samples });

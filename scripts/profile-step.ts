@@ -1,0 +1,42 @@
+// Times the parts of one training step of the quickstart MLP on a backend (default wasm).
+import { initBackend } from '../src/backend.js';
+import { tf } from '../src/tf.js';
+import { parseRecipe } from '../src/recipe.js';
+import { createNetwork } from '../src/model/index.js';
+import { denoiser } from '../src/model/network.js';
+import { Rng } from '../src/rng.js';
+import { Adam, clipByGlobalNorm, updateEma, cloneParams } from '../src/optim.js';
+import { ParamSet } from '../src/model/params.js';
+import { distillTarget } from '../src/distill.js';
+import { predictX, scheduleTensors, weightedXLoss } from '../src/diffusion.js';
+import { readFileSync } from 'node:fs';
+const backend = (process.argv[2] ?? 'wasm') as 'wasm';
+await initBackend(backend);
+const r = parseRecipe(readFileSync('recipes/quickstart.yaml', 'utf8'));
+const net = createNetwork(r.model, [2]);
+const ps = net.init(new Rng(1));
+const ema = cloneParams(ps, ParamSet);
+const adam = new Adam(ps, { beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+const B = 512, rng = new Rng(2);
+const z = tf.tensor(rng.normals(B * 2), [B, 2]);
+const ls = Float32Array.from({ length: B }, () => 4 * rng.normal());
+const s = scheduleTensors(ls, 2);
+const w = tf.ones([B]);
+const u = Float32Array.from({ length: B }, () => (1 + rng.int(8)) / 8);
+const teach = denoiser(net, ema, 'v');
+const vars = ps.list.map((p) => p.variable);
+const T: Record<string, number> = {};
+const time = (k: string, f: () => void) => { const t0 = performance.now(); f(); T[k] = (T[k] ?? 0) + performance.now() - t0; };
+const N = 50;
+for (let i = 0; i < N + 5; i++) {
+  if (i === 5) for (const k in T) T[k] = 0;
+  let target!: tf.Tensor; let g!: tf.Tensor[]; let grads!: tf.NamedTensorMap; let value!: tf.Scalar;
+  time('target (2 teacher calls)', () => { target = distillTarget(teach, z, u, 8); target.dataSync(); });
+  time('fwd+bwd', () => { ({ value, grads } = tf.variableGrads(() => weightedXLoss(target, predictX('v', net.apply(ps, z, s.logsnr, true), z, s.alpha, s.sigma), w), vars)); value.dataSync(); });
+  time('clip', () => { const c = clipByGlobalNorm(ps.list.map((p) => grads[p.variable.name]!), 1); g = c.grads; c.norm.dispose(); });
+  time('adam', () => { adam.apply(g, 1e-4); ps.list[0]!.variable.dataSync(); });
+  time('ema', () => { updateEma(ema, ps, 0.999); ema.list[0]!.variable.dataSync(); });
+  tf.dispose([target, value, ...g, ...Object.values(grads)]);
+}
+for (const k in T) console.log(k.padEnd(28), (T[k]! / N).toFixed(2), 'ms');
+console.log('tensors', tf.memory().numTensors);
