@@ -9,6 +9,7 @@ import { BackendUnavailableError } from './errors.js';
 import type { BackendName } from './recipe.js';
 import { ortAvailable } from './onnx/runtime.js';
 import { registerOrtMatMul } from './kernels/matmul.js';
+import { registerOrtConv2D, registerOrtConv2DBackpropFilter, registerOrtConv2DBackpropInput } from './kernels/conv.js';
 
 export type ResolvedBackend = Exclude<BackendName, 'auto'>;
 
@@ -59,12 +60,15 @@ export function nativeKernelsWanted(): boolean {
 
 /** Which kernels halfstep replaced on the active backend (named in reports and logs). */
 export function kernelNote(): string {
-  return current === 'wasm' || current === 'cpu' ? (registered.has(current) ? 'MatMul via onnxruntime' : 'stock tfjs kernels') : 'stock tfjs kernels';
+  return current === 'wasm' || current === 'cpu' ? (registered.has(current) ? 'MatMul, Conv2D and its gradients via onnxruntime' : 'stock tfjs kernels') : 'stock tfjs kernels';
 }
 
 const registered = new Set<string>();
 function registerHostKernels(kind: 'wasm' | 'cpu'): void {
   registerOrtMatMul(kind);
+  registerOrtConv2D(kind);
+  registerOrtConv2DBackpropInput(kind);
+  registerOrtConv2DBackpropFilter(kind);
   registered.add(kind);
 }
 

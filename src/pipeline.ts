@@ -90,8 +90,8 @@ export async function runEval(job: Job): Promise<ReportJson> {
 
 async function evaluateAndReport(job: Job, teacher: TrainedModel, students: TrainedModel[]): Promise<ReportJson> {
   const t0 = performance.now();
-  const rows = await evaluate(job, teacher, students);
-  const report = await writeReport(job, teacher, students, rows, (performance.now() - t0) / 1000, kernelNote());
+  const ev = await evaluate(job, teacher, students);
+  const report = await writeReport(job, teacher, students, ev, (performance.now() - t0) / 1000, kernelNote());
   return report;
 }
 

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as stringifyYaml, YAMLParseError } from 'yaml';
 import { RecipeError } from './errors.js';
-import { bool, describe as describeSpec, int, num, obj, oneOf, optional, str, validate, type Infer } from './schema.js';
+import { bool, describe as describeSpec, int, list, num, obj, oneOf, optional, str, validate, type Infer } from './schema.js';
 import { LOSS_WEIGHTS, PARAMETERIZATIONS } from './diffusion.js';
 import { TOY_DISTS } from './data/toy.js';
 
@@ -45,12 +45,22 @@ export const recipeSpec = obj({
     ),
   }),
   model: obj({
-    type: oneOf(['mlp'] as const, 'mlp', 'denoiser network: mlp (vectors)'),
+    type: oneOf(['mlp', 'unet'] as const, 'mlp', 'denoiser network: mlp (vectors) or unet (images [H, W, C])'),
     parameterization: oneOf(PARAMETERIZATIONS, 'x', 'what the network predicts: x, eps, v, or both (x̂ = σ²·x̃ + α²·x̂(ε̃))'),
     mlp: obj({
       hidden: int(256, 'hidden width', { min: 1 }),
       blocks: int(3, 'residual blocks', { min: 1 }),
       emb_dim: int(64, 'size of the sinusoidal log-SNR embedding (even)', { min: 2 }),
+    }),
+    unet: obj({
+      channels: int(32, 'base width (channels of the first level)', { min: 1 }),
+      channel_mults: list(int(undefined, 'width multiplier', { min: 1 }), [1, 2, 2], 'width of each level as a multiple of channels; each level after the first halves the resolution'),
+      num_res_blocks: int(2, 'residual blocks per level (the up path has one more)', { min: 1 }),
+      attention_resolutions: list(int(undefined, 'resolution', { min: 1 }), [7], 'feature-map heights at which to add self-attention (e.g. [7] for 28×28 data with 3 levels; [] for none)'),
+      dropout: num(0, 'dropout rate inside residual blocks while training', { min: 0, max: 0.95 }),
+      groups: int(8, 'GroupNorm groups (must divide every level width)', { min: 1 }),
+      emb_dim: int(64, 'size of the sinusoidal log-SNR embedding (even)', { min: 2 }),
+      heads: int(1, 'attention heads (must divide the width where attention is used)', { min: 1 }),
     }),
   }),
   train: obj({
@@ -74,6 +84,9 @@ export const recipeSpec = obj({
     projections: int(256, 'random directions for the sliced Wasserstein distance', { min: 1 }),
     energy_samples: int(1000, 'samples used for the energy distance (O(n²))', { min: 2 }),
     latency_repeats: int(3, 'timed repeats of each row\'s sampling; the fastest is reported', { min: 1 }),
+    kid_subsets: int(10, 'images: random subsets averaged for KID', { min: 1 }),
+    kid_subset_size: int(200, 'images: samples per KID subset', { min: 2 }),
+    feature_steps: int(1500, 'images: training steps of the cached feature network (classifier or autoencoder)', { min: 1 }),
   }),
   report: obj({
     open: bool(false, 'print the path of report.html at the end'),

@@ -4,13 +4,13 @@
  * against the held-out data and the teacher's start_steps samples.
  */
 import { tf } from '../tf.js';
-import { exampleSize, splitOf } from '../data/dataset.js';
+import { exampleSize } from '../data/dataset.js';
 import { denoiser } from '../model/network.js';
 import { Rng } from '../rng.js';
 import { sample, type Clip } from '../sampler.js';
 import type { Job } from '../stage.js';
 import type { TrainedModel } from '../train.js';
-import { energyDistance, mse, slicedWasserstein } from './metrics.js';
+import { suiteFor, type MetricSuite, type Metrics } from './suites.js';
 import { yieldToEventLoop } from '../loop.js';
 import { InterruptedError } from '../errors.js';
 
@@ -21,7 +21,7 @@ export interface Row {
   steps: number;
   /** The distillation round that produced the model (0 = the teacher itself). */
   round: number;
-  metrics: { swd: number; energy: number; teacher_mse: number };
+  metrics: Metrics;
   latency_ms_per_sample: number;
   samples: Float32Array;
 }
@@ -53,11 +53,18 @@ export async function timedSample(job: Job, model: TrainedModel, noise: Float32A
   return { samples: out!, ms: best };
 }
 
-export async function evaluate(job: Job, teacher: TrainedModel, students: TrainedModel[]): Promise<Row[]> {
+export interface Evaluation {
+  rows: Row[];
+  suite: MetricSuite;
+  /** Checks of the teacher's start_steps samples (image data: how recognisable they are). */
+  teacherCheck: Record<string, number> | null;
+}
+
+export async function evaluate(job: Job, teacher: TrainedModel, students: TrainedModel[]): Promise<Evaluation> {
   const r = job.recipe;
   const e = r.eval;
   const D = exampleSize(job.dataset);
-  const held = splitOf(job.dataset, 'heldout');
+  const suite = await suiteFor(job.dataset, r, job.onEvent);
   const n = e.samples;
   const noise = new Rng(e.seed).normals(n * D);
   const steps = reportSteps(r.distill.start_steps, r.distill.end_steps);
@@ -67,17 +74,13 @@ export async function evaluate(job: Job, teacher: TrainedModel, students: Traine
   const t0 = performance.now();
   job.onEvent({ type: 'stage-start', stage: 'eval', label: 'evaluation', total: 2 * steps.length, startAt: 0, backend: job.backend });
   let done = 0;
-  const measure = (samples: Float32Array) => ({
-    swd: slicedWasserstein(samples, held.x, D, e.projections, e.seed + 1),
-    energy: energyDistance(samples, held.x, D, e.energy_samples),
-    teacher_mse: mse(samples, ref!),
-  });
+  const tick = () => job.onEvent({ type: 'step', stage: 'eval', label: 'evaluation', step: ++done, total: 2 * steps.length, loss: Number.NaN, lr: 0, itPerSec: 0 });
   for (const N of steps) {
     if (job.signal?.aborted) throw new InterruptedError(null);
     const t = await timedSample(job, teacher, noise, N, e.latency_repeats);
     if (!ref) ref = t.samples;
-    rows.push({ sampler: 'teacher', steps: N, round: 0, metrics: measure(t.samples), latency_ms_per_sample: t.ms / n, samples: t.samples });
-    job.onEvent({ type: 'step', stage: 'eval', label: 'evaluation', step: ++done, total: 2 * steps.length, loss: Number.NaN, lr: 0, itPerSec: 0 });
+    rows.push({ sampler: 'teacher', steps: N, round: 0, metrics: suite.measure(t.samples, ref), latency_ms_per_sample: t.ms / n, samples: t.samples });
+    tick();
     if (N === r.distill.start_steps) {
       // No round produces a start_steps student: the row is the teacher itself (round 0).
       rows.push({ ...rows[rows.length - 1]!, sampler: 'student' });
@@ -85,10 +88,10 @@ export async function evaluate(job: Job, teacher: TrainedModel, students: Traine
       const s = byN.get(N);
       if (!s) throw new Error(`no ${N}-step student to evaluate`);
       const st = await timedSample(job, s, noise, N, e.latency_repeats);
-      rows.push({ sampler: 'student', steps: N, round: s.meta.round, metrics: measure(st.samples), latency_ms_per_sample: st.ms / n, samples: st.samples });
+      rows.push({ sampler: 'student', steps: N, round: s.meta.round, metrics: suite.measure(st.samples, ref), latency_ms_per_sample: st.ms / n, samples: st.samples });
     }
-    job.onEvent({ type: 'step', stage: 'eval', label: 'evaluation', step: ++done, total: 2 * steps.length, loss: Number.NaN, lr: 0, itPerSec: 0 });
+    tick();
   }
   job.onEvent({ type: 'stage-end', stage: 'eval', label: 'evaluation', seconds: (performance.now() - t0) / 1000, summary: `${rows.length} rows` });
-  return rows;
+  return { rows, suite, teacherCheck: suite.teacherCheck ? suite.teacherCheck(ref!) : null };
 }

@@ -1,14 +1,15 @@
 /** The report of a run: report.json (data), report.md (tables + figure links), report.html (self-contained). */
 import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { splitOf } from '../data/dataset.js';
+import { exampleSize, splitOf } from '../data/dataset.js';
 import { recipeHash, recipeToYaml, type Recipe } from '../recipe.js';
 import type { Job } from '../stage.js';
 import type { TrainedModel } from '../train.js';
 import { VERSION } from '../version.js';
 import { lossSpec, metricsSpec, render, scatterSpec, type MetricPoint } from './charts.js';
-import type { Row } from './evaluate.js';
-import { METRIC_DEFINITIONS } from './metrics.js';
+import type { Evaluation } from './evaluate.js';
+import type { MetricInfo, Metrics } from './suites.js';
+import { imageGrid } from './grid.js';
 
 export interface ReportJson {
   halfstep: string;
@@ -18,44 +19,62 @@ export interface ReportJson {
   dataset: { name: string; source: string; shape: number[]; range: [number, number]; train: number; heldout: number };
   backend: string;
   kernels: string;
+  data_kind: 'vector' | 'image';
+  /** The feature space of the image metrics (null for vector data). */
+  feature_network: string | null;
+  metrics: MetricInfo[];
   metric_definitions: Record<string, string>;
-  rows: { sampler: 'teacher' | 'student'; steps: number; round: number; metrics: Row['metrics']; latency_ms_per_sample: number; figure: string }[];
+  rows: { sampler: 'teacher' | 'student'; steps: number; round: number; metrics: Metrics; latency_ms_per_sample: number; figure: string }[];
+  /** Checks of the teacher's start_steps samples (image data: confident fraction etc.). */
+  teacher_check: Record<string, number> | null;
   teacher: { updates: number; final_loss: number | null; seconds: number };
   rounds: { round: number; steps: number; updates: number; final_loss: number | null; seconds: number }[];
   figures: { metrics: string; samples: string[]; loss: string };
   eval_seconds: number;
 }
 
-const METRICS = ['swd', 'energy', 'teacher_mse'] as const;
+const LATENCY_DEFINITION = "Wall time to draw eval.samples samples in one batch at the row's step count (fastest of eval.latency_repeats), divided by eval.samples; on this run's backend.";
 
-export async function writeReport(job: Job, teacher: TrainedModel, students: TrainedModel[], rows: Row[], evalSeconds: number, kernels: string): Promise<ReportJson> {
+/** A picture of samples: a scatter plot for vectors, a grid of the first 64 for images. */
+async function samplesPicture(job: Job, x: Float32Array, title: string, color: string): Promise<Buffer> {
+  const shape = job.dataset.shape;
+  if (shape.length === 3) return imageGrid(x, Math.min(64, x.length / exampleSize(job.dataset)), shape, job.dataset.range);
+  return (await render(scatterSpec(x, exampleSize(job.dataset), title, job.dataset.range, color))).png;
+}
+
+export async function writeReport(job: Job, teacher: TrainedModel, students: TrainedModel[], ev: Evaluation, evalSeconds: number, kernels: string): Promise<ReportJson> {
+  const rows = ev.rows;
+  const metricInfo = ev.suite.metrics;
   const root = job.run.root;
   const figDir = job.run.figures;
   mkdirSync(figDir, { recursive: true });
-  const D = job.dataset.shape.reduce((a, b) => a * b, 1);
   const rel = (p: string) => relative(root, p);
 
   // Pictures: one scatter per row, metrics against steps, loss curves.
   const html: Record<string, string> = {};
   const reportRows: ReportJson['rows'] = [];
   const heldout = splitOf(job.dataset, 'heldout');
-  const dataFig = await render(scatterSpec(heldout.x, D, `held-out data (${heldout.n})`, job.dataset.range, '#54a24b'));
-  writeFileSync(join(figDir, 'data.png'), dataFig.png);
-  html['data'] = dataFig.png.toString('base64');
+  const dataFig = await samplesPicture(job, heldout.x, `held-out data (${heldout.n})`, '#54a24b');
+  writeFileSync(join(figDir, 'data.png'), dataFig);
+  html['data'] = dataFig.toString('base64');
   for (const row of rows) {
     const name = `${row.sampler}-${row.steps}`;
     const title = row.sampler === 'teacher' ? `teacher, DDIM ${row.steps} step${row.steps > 1 ? 's' : ''}` : row.round === 0 ? `student ${row.steps} (= teacher)` : `student, ${row.steps} step${row.steps > 1 ? 's' : ''}`;
-    const fig = await render(scatterSpec(row.samples, D, title, job.dataset.range, row.sampler === 'teacher' ? '#e45756' : '#4c78a8'));
+    const fig = await samplesPicture(job, row.samples, title, row.sampler === 'teacher' ? '#e45756' : '#4c78a8');
     const file = join(figDir, `${name}.png`);
-    writeFileSync(file, fig.png);
-    html[name] = fig.png.toString('base64');
+    writeFileSync(file, fig);
+    html[name] = fig.toString('base64');
     reportRows.push({ sampler: row.sampler, steps: row.steps, round: row.round, metrics: row.metrics, latency_ms_per_sample: row.latency_ms_per_sample, figure: rel(file) });
   }
-  // Zeros (teacher_mse of the teacher itself) have no place on a log axis.
+  // Zeros, negatives and nulls (the teacher compared with itself) have no place on a log axis.
+  const charted = metricInfo.filter((m) => m.name !== 'kid_se');
+  const label = (m: MetricInfo) => `${m.name} (${m.better} is better)`;
   const points: MetricPoint[] = rows.flatMap((r) =>
-    METRICS.filter((m) => r.metrics[m] > 0).map((m) => ({ sampler: r.sampler === 'teacher' ? 'teacher DDIM' : 'student', steps: r.steps, metric: m, value: r.metrics[m] })),
+    charted
+      .filter((m) => (r.metrics[m.name] ?? 0) > 0)
+      .map((m) => ({ sampler: r.sampler === 'teacher' ? 'teacher DDIM' : 'student', steps: r.steps, metric: label(m), value: r.metrics[m.name]! })),
   );
-  const metricsFig = await render(metricsSpec(points, [...METRICS], `${job.recipe.name}: quality against sampling steps (lower is better)`));
+  const metricsFig = await render(metricsSpec(points, charted.map(label), `${job.recipe.name}: quality against sampling steps`));
   writeFileSync(join(figDir, 'metrics.png'), metricsFig.png);
   writeFileSync(join(figDir, 'metrics.svg'), metricsFig.svg);
   const curves = [
@@ -80,8 +99,12 @@ export async function writeReport(job: Job, teacher: TrainedModel, students: Tra
     },
     backend: job.backend,
     kernels,
-    metric_definitions: { ...METRIC_DEFINITIONS, latency_ms_per_sample: 'Wall time to draw eval.samples samples in one batch at the row\'s step count (fastest of eval.latency_repeats), divided by eval.samples; on this run\'s backend.' },
+    data_kind: ev.suite.kind,
+    feature_network: ev.suite.featureNetwork,
+    metrics: metricInfo,
+    metric_definitions: { ...Object.fromEntries(metricInfo.map((m) => [m.name, m.definition])), latency_ms_per_sample: LATENCY_DEFINITION },
     rows: reportRows,
+    teacher_check: ev.teacherCheck,
     teacher: { updates: teacher.meta.total, final_loss: teacher.meta.finalLoss, seconds: teacher.meta.seconds },
     rounds: students.map((s) => ({ round: s.meta.round, steps: s.meta.steps, updates: s.meta.total, final_loss: s.meta.finalLoss, seconds: s.meta.seconds })),
     figures: { metrics: 'figures/metrics.png', samples: reportRows.map((r) => r.figure), loss: 'figures/loss.png' },
@@ -99,22 +122,24 @@ function atomicWrite(path: string, text: string): void {
   renameSync(tmp, path);
 }
 
-const fmt = (v: number | null) => (v === null ? '—' : Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(2) : v.toPrecision(3));
+const fmt = (v: number | null | undefined) =>
+  v === null || v === undefined ? '—' : v === 0 ? '0' : Math.abs(v) >= 1e4 || Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toPrecision(3);
 
-/** The comparison table: one line per step count with teacher-DDIM and student side by side. */
+/** The comparison table: one line per step count with teacher-DDIM and student side by side for each metric. */
 export function comparisonTable(r: ReportJson): string {
+  const names = [...r.metrics.map((m) => m.name), 'ms/sample'];
   const lines = [
-    '| steps | teacher DDIM swd | student swd | teacher DDIM energy | student energy | teacher DDIM teacher_mse | student teacher_mse | teacher ms/sample | student ms/sample |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    `| steps | ${names.map((m) => `teacher DDIM ${m} | student ${m}`).join(' | ')} |`,
+    `| ---: | ${names.map(() => '---: | ---:').join(' | ')} |`,
   ];
   const steps = [...new Set(r.rows.map((x) => x.steps))];
   for (const n of steps) {
     const t = r.rows.find((x) => x.steps === n && x.sampler === 'teacher')!;
     const s = r.rows.find((x) => x.steps === n && x.sampler === 'student')!;
     const tag = s.round === 0 ? ' (= teacher)' : '';
-    lines.push(
-      `| ${n} | ${fmt(t.metrics.swd)} | ${fmt(s.metrics.swd)}${tag} | ${fmt(t.metrics.energy)} | ${fmt(s.metrics.energy)} | ${fmt(t.metrics.teacher_mse)} | ${fmt(s.metrics.teacher_mse)} | ${fmt(t.latency_ms_per_sample)} | ${fmt(s.latency_ms_per_sample)} |`,
-    );
+    const cells = r.metrics.map((m) => `${fmt(t.metrics[m.name])} | ${fmt(s.metrics[m.name])}${tag}`);
+    cells.push(`${fmt(t.latency_ms_per_sample)} | ${fmt(s.latency_ms_per_sample)}`);
+    lines.push(`| ${n} | ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
 }
@@ -135,7 +160,7 @@ Backend **${r.backend}** (${r.kernels}); halfstep ${r.halfstep}; recipe hash \`$
 ## Teacher DDIM against distilled students
 
 ${comparisonTable(r)}
-
+${r.feature_network ? `\nFeature space of the image metrics: ${r.feature_network}\n` : ''}${r.teacher_check ? `\nTeacher check (${r.recipe.distill.start_steps}-step samples): ${Object.entries(r.teacher_check).map(([k, v]) => `${k} = ${fmt(v)}`).join(', ')}\n` : ''}
 ![metrics against steps](${r.figures.metrics})
 
 ## Samples
@@ -192,6 +217,8 @@ dt{font-weight:600}dd{margin:0 0 .6rem 1rem}
 <p>Dataset <b>${esc(r.dataset.name)}</b> (${esc(r.dataset.source)}; ${r.dataset.train} train / ${r.dataset.heldout} held out). Backend <b>${esc(r.backend)}</b> (${esc(r.kernels)}); halfstep ${esc(r.halfstep)}; recipe hash <code>${r.recipe_hash}</code>; ${esc(r.created)}.</p>
 <h2>Teacher DDIM against distilled students</h2>
 ${mdTableToHtml(comparisonTable(r))}
+${r.feature_network ? `<p><b>Feature space of the image metrics:</b> ${esc(r.feature_network)}</p>` : ''}
+${r.teacher_check ? `<p><b>Teacher check</b> (${r.recipe.distill.start_steps}-step samples): ${esc(Object.entries(r.teacher_check).map(([k, v]) => `${k} = ${fmt(v)}`).join(', '))}</p>` : ''}
 ${metricsSvg}
 <h2>Samples (same noise in every panel)</h2>
 <div class="pairs"><div class="pair"><h3>held-out data</h3>${img('data', 'held-out data')}</div>${grid}</div>

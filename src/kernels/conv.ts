@@ -1,0 +1,245 @@
+/**
+ * Conv2D and its two gradients through onnxruntime (MLAS) on the cpu and wasm backends, for NHWC
+ * float32 tensors with tfjs's HWIO filters. Stock tfjs-wasm has no Conv2DBackpropFilter at all (so
+ * no conv network can train on it) and its Conv2DBackpropInput is a plain loop; the cpu backend's
+ * convolutions are plain JS loops. Each kernel is one small cached ONNX graph, run synchronously on
+ * the tensors' own memory (see matmul.ts, memory.ts):
+ *
+ * - Conv2D:               Transpose(NHWC→NCHW) → Conv → Transpose(NCHW→NHWC); the filter is
+ *                         transposed HWIO → OIHW in the same graph.
+ * - Conv2DBackpropInput:  dx = conv(dy, W flipped in space, in/out channels swapped) with pads k−1−p
+ *                         at stride 1; at stride s > 1, ConvTranspose(dy, W) with the forward pads and
+ *                         output_padding chosen so the result has the input's size.
+ * - Conv2DBackpropFilter: dW[i, j, ci, co] = Σ_{n,y,x} xpad[n, y·s + i, x·s + j, ci] · dy[n, y, x, co],
+ *                         i.e. im2col (one strided Slice of the padded input per filter tap,
+ *                         concatenated on the channel axis) followed by one Gemm with transA:
+ *                         [taps·Ci, n·oH·oW] × [n·oH·oW, Co]. The result is already in HWIO order.
+ *
+ * Sessions are keyed by everything but the batch size (a symbolic dimension). Cases a graph does not
+ * take (NCHW, other dtypes, empty tensors, pads ONNX cannot express) go to the stock kernel; wasm has
+ * none for Conv2DBackpropFilter, so there such a case is an error that names it.
+ */
+import { tf } from '../tf.js';
+import { encodeModel, int64Tensor, node, valueInfo } from '../onnx/proto.js';
+import { SyncSession } from '../onnx/runtime.js';
+import { allocOutput, viewOf, type HostBackend } from './memory.js';
+
+type Info = tf.TensorInfo;
+type ConvInfo = tf.backend_util.Conv2DInfo;
+type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+type Rounding = 'floor' | 'round' | 'ceil' | undefined;
+
+const sessions = new Map<string, SyncSession>();
+
+function cached(key: string, build: () => Uint8Array): SyncSession {
+  let s = sessions.get(key);
+  if (!s) {
+    s = new SyncSession(build());
+    sessions.set(key, s);
+  }
+  return s;
+}
+
+/** Conv geometry of a case this module takes, or null (NCHW / non-float32 / empty / odd pads go to the stock kernel). */
+function geometry(xShape: number[], filterShape: number[], strides: number | [number, number], dilations: number | [number, number], pad: Pad, rounding: Rounding, dataFormat: string): ConvInfo | null {
+  if (dataFormat !== 'NHWC') return null;
+  const info = tf.backend_util.computeConv2DInfo(xShape as [number, number, number, number], filterShape as [number, number, number, number], strides, dilations, pad, rounding, false, 'channelsLast');
+  const p = info.padInfo;
+  if (p.top < 0 || p.bottom < 0 || p.left < 0 || p.right < 0) return null;
+  if ([info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels].some((d) => d <= 0)) return null;
+  // ONNX sizes the output as floor((in + pads − effective filter) / stride) + 1; tfjs may round otherwise.
+  const onnxOut = (n: number, a: number, b: number, k: number, s: number) => Math.floor((n + a + b - k) / s) + 1;
+  if (onnxOut(info.inHeight, p.top, p.bottom, info.effectiveFilterHeight, info.strideHeight) !== info.outHeight) return null;
+  if (onnxOut(info.inWidth, p.left, p.right, info.effectiveFilterWidth, info.strideWidth) !== info.outWidth) return null;
+  return info;
+}
+
+const geomKey = (c: ConvInfo) =>
+  [c.inHeight, c.inWidth, c.inChannels, c.outHeight, c.outWidth, c.outChannels, c.filterHeight, c.filterWidth, c.strideHeight, c.strideWidth, c.dilationHeight, c.dilationWidth, c.padInfo.top, c.padInfo.left, c.padInfo.bottom, c.padInfo.right].join(',');
+
+const xDims = (c: ConvInfo) => ['n', c.inHeight, c.inWidth, c.inChannels];
+const yDims = (c: ConvInfo) => ['n', c.outHeight, c.outWidth, c.outChannels];
+const wDims = (c: ConvInfo) => [c.filterHeight, c.filterWidth, c.inChannels, c.outChannels];
+const padsOf = (c: ConvInfo) => [c.padInfo.top, c.padInfo.left, c.padInfo.bottom, c.padInfo.right];
+
+function forwardGraph(c: ConvInfo): Uint8Array {
+  return encodeModel({
+    name: 'conv2d_nhwc',
+    nodes: [
+      node('Transpose', ['x'], ['xt'], { perm: [0, 3, 1, 2] }),
+      node('Transpose', ['w'], ['wt'], { perm: [3, 2, 0, 1] }),
+      node('Conv', ['xt', 'wt'], ['yt'], { strides: [c.strideHeight, c.strideWidth], dilations: [c.dilationHeight, c.dilationWidth], pads: padsOf(c) }),
+      node('Transpose', ['yt'], ['y'], { perm: [0, 2, 3, 1] }),
+    ],
+    inputs: [valueInfo('x', xDims(c)), valueInfo('w', wDims(c))],
+    outputs: [valueInfo('y', yDims(c))],
+  });
+}
+
+/** The backprop-input graph, or null where its pads or output_padding would be out of range. */
+function backpropInputGraph(c: ConvInfo): Uint8Array | null {
+  const { top: t, left: l, bottom: b, right: r } = c.padInfo;
+  const [kh, kw] = [c.filterHeight, c.filterWidth];
+  const io = { inputs: [valueInfo('dy', yDims(c)), valueInfo('w', wDims(c))], outputs: [valueInfo('dx', xDims(c))] };
+  if (c.strideHeight === 1 && c.strideWidth === 1 && c.dilationHeight === 1 && c.dilationWidth === 1) {
+    const pads = [kh - 1 - t, kw - 1 - l, kh - 1 - b, kw - 1 - r];
+    if (pads.some((p) => p < 0)) return null;
+    return encodeModel({
+      name: 'conv2d_backprop_input_nhwc',
+      nodes: [
+        node('Transpose', ['dy'], ['dyt'], { perm: [0, 3, 1, 2] }),
+        node('Slice', ['w', 'flip_starts', 'flip_ends', 'flip_axes', 'flip_steps'], ['wf']),
+        node('Transpose', ['wf'], ['wt'], { perm: [2, 3, 0, 1] }),
+        node('Conv', ['dyt', 'wt'], ['dxt'], { pads }),
+        node('Transpose', ['dxt'], ['dx'], { perm: [0, 2, 3, 1] }),
+      ],
+      initializers: [
+        int64Tensor('flip_starts', [2], [-1, -1]),
+        int64Tensor('flip_ends', [2], [-(2 ** 62), -(2 ** 62)]),
+        int64Tensor('flip_axes', [2], [0, 1]),
+        int64Tensor('flip_steps', [2], [-1, -1]),
+      ],
+      ...io,
+    });
+  }
+  const outPad = (n: number, o: number, s: number, k: number, a: number, z: number) => n - (s * (o - 1) + k - a - z);
+  const oph = outPad(c.inHeight, c.outHeight, c.strideHeight, c.effectiveFilterHeight, t, b);
+  const opw = outPad(c.inWidth, c.outWidth, c.strideWidth, c.effectiveFilterWidth, l, r);
+  if (oph < 0 || opw < 0 || oph >= Math.max(c.strideHeight, c.dilationHeight) || opw >= Math.max(c.strideWidth, c.dilationWidth)) return null;
+  return encodeModel({
+    name: 'conv2d_backprop_input_nhwc',
+    nodes: [
+      node('Transpose', ['dy'], ['dyt'], { perm: [0, 3, 1, 2] }),
+      node('Transpose', ['w'], ['wt'], { perm: [3, 2, 0, 1] }),
+      node('ConvTranspose', ['dyt', 'wt'], ['dxt'], {
+        strides: [c.strideHeight, c.strideWidth],
+        dilations: [c.dilationHeight, c.dilationWidth],
+        pads: padsOf(c),
+        output_padding: [oph, opw],
+      }),
+      node('Transpose', ['dxt'], ['dx'], { perm: [0, 2, 3, 1] }),
+    ],
+    ...io,
+  });
+}
+
+function backpropFilterGraph(c: ConvInfo): Uint8Array {
+  const { top: t, left: l, bottom: b, right: r } = c.padInfo;
+  const [kh, kw, ci, co] = wDims(c) as [number, number, number, number];
+  const [sh, sw, dh, dw] = [c.strideHeight, c.strideWidth, c.dilationHeight, c.dilationWidth];
+  const nodes = [];
+  const inits = [int64Tensor('cols_shape', [2], [-1, kh * kw * ci]), int64Tensor('dy_shape', [2], [-1, co]), int64Tensor('w_shape', [4], [kh, kw, ci, co])];
+  let src = 'x';
+  if (t + l + b + r > 0) {
+    inits.push(int64Tensor('pads', [8], [0, t, l, 0, 0, b, r, 0]));
+    nodes.push(node('Pad', ['x', 'pads'], ['xp']));
+    src = 'xp';
+  }
+  const whole = kh === 1 && kw === 1 && sh === 1 && sw === 1 && c.outHeight === c.inHeight + t + b && c.outWidth === c.inWidth + l + r;
+  let cols = src;
+  if (!whole) {
+    inits.push(int64Tensor('slice_axes', [2], [1, 2]), int64Tensor('slice_steps', [2], [sh, sw]));
+    const taps: string[] = [];
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const [y0, x0] = [i * dh, j * dw];
+        inits.push(int64Tensor(`start_${i}_${j}`, [2], [y0, x0]), int64Tensor(`end_${i}_${j}`, [2], [y0 + (c.outHeight - 1) * sh + 1, x0 + (c.outWidth - 1) * sw + 1]));
+        nodes.push(node('Slice', [src, `start_${i}_${j}`, `end_${i}_${j}`, 'slice_axes', 'slice_steps'], [`tap_${i}_${j}`]));
+        taps.push(`tap_${i}_${j}`);
+      }
+    }
+    cols = taps.length === 1 ? taps[0]! : 'cols';
+    if (taps.length > 1) nodes.push(node('Concat', taps, ['cols'], { axis: 3 }));
+  }
+  nodes.push(
+    node('Reshape', [cols, 'cols_shape'], ['cols_2d']),
+    node('Reshape', ['dy', 'dy_shape'], ['dy_2d']),
+    node('Gemm', ['cols_2d', 'dy_2d'], ['dw_2d'], { transA: 1 }),
+    node('Reshape', ['dw_2d', 'w_shape'], ['dw']),
+  );
+  return encodeModel({
+    name: 'conv2d_backprop_filter_nhwc',
+    nodes,
+    initializers: inits,
+    inputs: [valueInfo('x', xDims(c)), valueInfo('dy', yDims(c))],
+    outputs: [valueInfo('dw', wDims(c))],
+  });
+}
+
+/** Runs `session` with float32 inputs on the backend's memory, into a new output of `outShape`. */
+function runInto(kind: HostBackend, backend: unknown, session: SyncSession, inputs: Record<string, Info>, outName: string, outShape: number[]): Info {
+  const out = allocOutput(kind, backend, outShape);
+  const feeds: Record<string, { data: Float32Array; dims: number[] }> = {};
+  for (const [k, t] of Object.entries(inputs)) feeds[k] = { data: viewOf(kind, backend, t), dims: t.shape };
+  const view = kind === 'wasm' ? viewOf(kind, backend, out.info) : out.view;
+  session.run(feeds, { [outName]: { data: view, dims: outShape } });
+  return out.info;
+}
+
+type Take = (args: Parameters<tf.KernelFunc>[0]) => Info | null;
+
+/** Replace `kernelName` on `kind` by `take`, keeping the stock kernel (if any) for the cases `take` declines. */
+function register(kind: HostBackend, kernelName: string, take: Take): void {
+  const stock = tf.getKernel(kernelName, kind);
+  if (stock && (stock as { halfstep?: boolean }).halfstep) return;
+  if (stock) tf.unregisterKernel(kernelName, kind);
+  const config: tf.KernelConfig & { halfstep: boolean } = {
+    kernelName,
+    backendName: kind,
+    halfstep: true,
+    kernelFunc: (args) => {
+      const out = take(args);
+      if (out) return out;
+      if (stock) return stock.kernelFunc(args);
+      throw new Error(`${kernelName} on ${kind}: this case is not supported (NHWC float32 only; attrs ${JSON.stringify(args.attrs)})`);
+    },
+  };
+  tf.registerKernel(config);
+}
+
+const f32 = (...ts: Info[]) => ts.every((t) => t.dtype === 'float32');
+
+/** Conv2D through onnxruntime. */
+export function registerOrtConv2D(kind: HostBackend): void {
+  register(kind, 'Conv2D', ({ inputs, attrs, backend }) => {
+    const { x, filter } = inputs as { x: Info; filter: Info };
+    const a = attrs as unknown as { strides: [number, number]; pad: Pad; dataFormat: string; dilations: [number, number]; dimRoundingMode: Rounding };
+    if (!f32(x, filter)) return null;
+    const c = geometry(x.shape, filter.shape, a.strides, a.dilations, a.pad, a.dimRoundingMode, a.dataFormat);
+    if (!c) return null;
+    const s = cached(`fwd ${geomKey(c)}`, () => forwardGraph(c));
+    return runInto(kind, backend, s, { x, w: filter }, 'y', [c.batchSize, c.outHeight, c.outWidth, c.outChannels]);
+  });
+}
+
+/** Conv2DBackpropInput (the gradient of Conv2D with respect to its input) through onnxruntime. */
+export function registerOrtConv2DBackpropInput(kind: HostBackend): void {
+  register(kind, 'Conv2DBackpropInput', ({ inputs, attrs, backend }) => {
+    const { dy, filter } = inputs as { dy: Info; filter: Info };
+    const a = attrs as unknown as { strides: [number, number]; pad: Pad; dataFormat: string; dimRoundingMode: Rounding; inputShape: number[] };
+    if (!f32(dy, filter)) return null;
+    const c = geometry(a.inputShape, filter.shape, a.strides, 1, a.pad, a.dimRoundingMode, a.dataFormat);
+    if (!c || c.outHeight !== dy.shape[1] || c.outWidth !== dy.shape[2]) return null;
+    const key = `bi ${geomKey(c)}`;
+    let s = sessions.get(key);
+    if (!s) {
+      const g = backpropInputGraph(c);
+      if (!g) return null;
+      s = cached(key, () => g);
+    }
+    return runInto(kind, backend, s, { dy, w: filter }, 'dx', [c.batchSize, c.inHeight, c.inWidth, c.inChannels]);
+  });
+}
+
+/** Conv2DBackpropFilter (the gradient of Conv2D with respect to its filter) through onnxruntime; stock wasm lacks it. */
+export function registerOrtConv2DBackpropFilter(kind: HostBackend): void {
+  register(kind, 'Conv2DBackpropFilter', ({ inputs, attrs, backend }) => {
+    const { x, dy } = inputs as { x: Info; dy: Info };
+    const a = attrs as unknown as { strides: [number, number]; pad: Pad; dataFormat: string; dimRoundingMode: Rounding; filterShape: number[] };
+    if (!f32(x, dy)) return null;
+    const c = geometry(x.shape, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, a.dataFormat);
+    if (!c || c.outHeight !== dy.shape[1] || c.outWidth !== dy.shape[2]) return null;
+    const s = cached(`bf ${geomKey(c)}`, () => backpropFilterGraph(c));
+    return runInto(kind, backend, s, { x, dy }, 'dw', wDims(c));
+  });
+}
