@@ -41,3 +41,16 @@ export class InterruptedError extends HalfstepError {
     super(`interrupted; ${checkpoint ? `state saved to ${checkpoint}; continue with --resume` : 'nothing to save yet'}`, 130);
   }
 }
+
+/** A model that cannot be written as ONNX: an op with no mapping, a network without exportOnnx, a bad option. */
+export class ExportError extends HalfstepError {}
+
+/** onnxruntime's outputs differ from tfjs's beyond the tolerance; nothing was written for that graph. */
+export class ParityError extends ExportError {
+  constructor(
+    message: string,
+    readonly worst: { output: string; batch: number; index: number[]; maxAbs: number; onnx: number; reference: number },
+  ) {
+    super(message);
+  }
+}

@@ -8,6 +8,7 @@ import type { Rng } from '../rng.js';
 import { ParamSet } from './params.js';
 import { dense, denseParams, logsnrEmbedding, silu } from './layers.js';
 import type { Network } from './network.js';
+import { denseOnnx, logsnrEmbeddingOnnx, siluOnnx } from '../onnx/layers.js';
 
 export interface MlpConfig {
   type: 'mlp';
@@ -46,6 +47,15 @@ export function mlpNetwork(cfg: MlpConfig, dataShape: number[], outChannels: num
         }
         return dense(ps, 'out', silu(h));
       });
+    },
+    exportOnnx(g, ps, z, logsnr) {
+      const t = siluOnnx(g, denseOnnx(g, ps, 'temb.1', siluOnnx(g, denseOnnx(g, ps, 'temb.0', logsnrEmbeddingOnnx(g, logsnr, cfg.emb_dim)))));
+      let h = denseOnnx(g, ps, 'in', z);
+      for (let b = 0; b < cfg.blocks; b++) {
+        const a = g.op('Add', [denseOnnx(g, ps, `block${b}.fc1`, siluOnnx(g, h)), denseOnnx(g, ps, `block${b}.temb`, t)]);
+        h = g.op('Add', [h, denseOnnx(g, ps, `block${b}.fc2`, siluOnnx(g, a))]);
+      }
+      return denseOnnx(g, ps, 'out', siluOnnx(g, h));
     },
   };
 }

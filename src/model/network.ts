@@ -4,6 +4,7 @@ import type { Rng } from '../rng.js';
 import type { ParamSet } from './params.js';
 import { predictX, type Parameterization } from '../diffusion.js';
 import type { Denoise } from '../sampler.js';
+import type { OnnxGraphBuilder } from '../onnx/graph.js';
 
 export interface Network {
   /** Shape of one example, e.g. [2] or [28, 28, 1]. */
@@ -14,6 +15,12 @@ export interface Network {
   init(rng: Rng): ParamSet;
   /** The raw network output for z [B, …] at log-SNR λ [B]. `training` turns on dropout. */
   apply(ps: ParamSet, z: tf.Tensor, logsnr: tf.Tensor, training: boolean, rng?: Rng): tf.Tensor;
+  /**
+   * Optional: emit the same raw output as `apply` (inference, no dropout) into an ONNX graph, reading
+   * the values named `z` [B, …] and `logsnr` ([B], or [1] to broadcast over the batch); returns the
+   * name of the output value. Weights go in through `g.param(ps, name)`. Needed by `halfstep export`.
+   */
+  exportOnnx?(g: OnnxGraphBuilder, ps: ParamSet, z: string, logsnr: string): string;
 }
 
 /** α = sqrt(sigmoid(λ)), σ = sqrt(sigmoid(−λ)) as tensors shaped [B, 1, …] for data of rank `rank`. */
