@@ -7,7 +7,7 @@
 import { tf } from './tf.js';
 import { InterruptedError, NonFiniteLossError } from './errors.js';
 import type { OnEvent, Stage } from './events.js';
-import { Adam, clipByGlobalNorm, emaDecay, learningRate, updateEma, type Decay } from './optim.js';
+import { Adam, emaDecay, learningRate, updateEma, type Decay } from './optim.js';
 import type { ParamSet } from './model/params.js';
 import type { Rng, RngState } from './rng.js';
 
@@ -107,11 +107,12 @@ export async function optimize(o: LoopOptions): Promise<LoopResult> {
       o.onEvent({ type: 'checkpoint', stage: o.stage, path, step });
     }
     const lr = learningRate(cfg.lr, step, total, cfg.warmup, cfg.decay);
-    const ordered = o.params.list.map((p) => grads[p.variable.name]!);
-    const clipped = clipByGlobalNorm(ordered, cfg.grad_clip);
+    o.adam.step(
+      o.params.list.map((p) => grads[p.variable.name]!),
+      lr,
+      cfg.grad_clip,
+    );
     tf.dispose(Object.values(grads));
-    o.adam.apply(clipped.grads, lr);
-    tf.dispose([...clipped.grads, clipped.norm]);
     if (o.ema) updateEma(o.ema.params, o.params, emaDecay(o.ema.decay, step));
 
     seconds += (performance.now() - t0) / 1000;

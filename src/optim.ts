@@ -1,6 +1,7 @@
 /** Adam, global-norm gradient clipping, EMA of weights and learning-rate schedules, on tfjs tensors. */
 import { tf } from './tf.js';
 import type { ParamSet } from './model/params.js';
+import { hostBackend, ownedView, viewOf } from './kernels/memory.js';
 
 export type Decay = 'cosine' | 'linear' | 'none';
 
@@ -49,7 +50,49 @@ export class Adam {
     this.v = params.list.map((p) => tf.variable(tf.zerosLike(p.variable), false));
   }
 
-  /** θ ← θ − lr·m̂/(sqrt(v̂) + ε), m̂ = m/(1−β1^t), v̂ = v/(1−β2^t). */
+  /**
+   * One update with the gradients first scaled to global norm ≤ maxNorm (0 = no clipping); returns the
+   * norm before clipping. On the cpu and wasm backends clipping and Adam run fused, in one pass over
+   * each parameter's memory (hundreds of small tfjs ops become one loop); elsewhere as tfjs ops.
+   */
+  step(grads: tf.Tensor[], lr: number, maxNorm: number): number {
+    const host = hostBackend();
+    if (!host) {
+      const clipped = clipByGlobalNorm(grads, maxNorm);
+      const norm = clipped.norm.dataSync()[0]!;
+      this.apply(clipped.grads, lr);
+      tf.dispose([...clipped.grads, clipped.norm]);
+      return norm;
+    }
+    let sq = 0;
+    for (const g of grads) {
+      const gv = viewOf(host.kind, host.backend, g);
+      for (let j = 0; j < gv.length; j++) sq += gv[j]! * gv[j]!;
+    }
+    const norm = Math.sqrt(sq);
+    const scale = maxNorm > 0 ? maxNorm / Math.max(norm, maxNorm) : 1;
+    this.t += 1;
+    const { beta1: b1, beta2: b2, eps } = this.cfg;
+    const c1 = 1 - b1 ** this.t;
+    const c2 = 1 - b2 ** this.t;
+    const step = lr / c1;
+    this.params.list.forEach((p, i) => {
+      // Copy-on-write first (it may allocate, which can move wasm memory), then take the views.
+      for (const t of [p.variable, this.m[i]!, this.v[i]!]) ownedView(host, t);
+      const [pv, mv, vv, gv] = [p.variable, this.m[i]!, this.v[i]!, grads[i]!].map((t) => viewOf(host.kind, host.backend, t)) as [Float32Array, Float32Array, Float32Array, Float32Array];
+      for (let j = 0; j < pv.length; j++) {
+        const g = gv[j]! * scale;
+        const m = b1 * mv[j]! + (1 - b1) * g;
+        const v = b2 * vv[j]! + (1 - b2) * g * g;
+        mv[j] = m;
+        vv[j] = v;
+        pv[j] = pv[j]! - (step * m) / (Math.sqrt(v / c2) + eps);
+      }
+    });
+    return norm;
+  }
+
+  /** θ ← θ − lr·m̂/(sqrt(v̂) + ε), m̂ = m/(1−β1^t), v̂ = v/(1−β2^t), as tfjs ops. */
   apply(grads: tf.Tensor[], lr: number): void {
     this.t += 1;
     const { beta1: b1, beta2: b2, eps } = this.cfg;
@@ -78,8 +121,17 @@ export function emaDecay(decay: number, t: number): number {
   return Math.min(decay, (1 + t) / (10 + t));
 }
 
-/** ema ← d·ema + (1 − d)·θ for every parameter. */
+/** ema ← d·ema + (1 − d)·θ for every parameter (in place on the cpu and wasm backends). */
 export function updateEma(ema: ParamSet, params: ParamSet, d: number): void {
+  const host = hostBackend();
+  if (host) {
+    ema.list.forEach((e, i) => {
+      const ev = ownedView(host, e.variable);
+      const pv = viewOf(host.kind, host.backend, params.list[i]!.variable);
+      for (let j = 0; j < ev.length; j++) ev[j] = d * ev[j]! + (1 - d) * pv[j]!;
+    });
+    return;
+  }
   tf.tidy(() => {
     ema.list.forEach((e, i) => {
       e.variable.assign(tf.add(tf.mul(e.variable, d), tf.mul(params.list[i]!.variable, 1 - d)));

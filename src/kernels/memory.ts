@@ -43,3 +43,23 @@ export function viewOf(kind: HostBackend, backend: unknown, t: Info): Float32Arr
       return (backend as CpuLike).data.get(t.dataId).values;
   }
 }
+
+/** The active backend if it is a host backend (cpu or wasm) whose memory halfstep can address, else null. */
+export function hostBackend(): { kind: HostBackend; backend: unknown } | null {
+  const name = tf.getBackend();
+  return name === 'cpu' || name === 'wasm' ? { kind: name, backend: tf.backend() } : null;
+}
+
+/**
+ * A writable view of a variable's memory. If its data is shared with another tensor (a clone shares
+ * memory on the cpu backend), the variable first gets a private copy, so in-place writes touch it alone.
+ */
+export function ownedView(host: { kind: HostBackend; backend: unknown }, v: tf.Variable): Float32Array {
+  const b = host.backend as { refCount(id: unknown): number };
+  if (b.refCount(v.dataId) > 1) {
+    const copy = tf.add(v, tf.scalar(0));
+    v.assign(copy);
+    copy.dispose();
+  }
+  return viewOf(host.kind, host.backend, v);
+}
