@@ -33,10 +33,10 @@ for (let i = 0; i < N + 5; i++) {
   let target!: tf.Tensor; let g!: tf.Tensor[]; let grads!: tf.NamedTensorMap; let value!: tf.Scalar;
   time('target (2 teacher calls)', () => { target = distillTarget(teach, z, u, 8); target.dataSync(); });
   time('fwd+bwd', () => { ({ value, grads } = tf.variableGrads(() => weightedXLoss(target, predictX('v', net.apply(ps, z, s.logsnr, true), z, s.alpha, s.sigma), w), vars)); value.dataSync(); });
-  time('clip', () => { const c = clipByGlobalNorm(ps.list.map((p) => grads[p.variable.name]!), 1); g = c.grads; c.norm.dispose(); });
-  time('adam', () => { adam.apply(g, 1e-4); ps.list[0]!.variable.dataSync(); });
+  time('clip', () => { g = ps.list.map((p) => grads[p.variable.name]!); });
+  time('adam (fused clip+adam)', () => { adam.step(g, 1e-4, 1); });
   time('ema', () => { updateEma(ema, ps, 0.999); ema.list[0]!.variable.dataSync(); });
-  tf.dispose([target, value, ...g, ...Object.values(grads)]);
+  tf.dispose([target, value, ...Object.values(grads)]);
 }
 for (const k in T) console.log(k.padEnd(28), (T[k]! / N).toFixed(2), 'ms');
 console.log('tensors', tf.memory().numTensors);

@@ -57,7 +57,7 @@ export function hostBackend(): { kind: HostBackend; backend: unknown } | null {
 export function ownedView(host: { kind: HostBackend; backend: unknown }, v: tf.Variable): Float32Array {
   const b = host.backend as { refCount(id: unknown): number };
   if (b.refCount(v.dataId) > 1) {
-    const copy = tf.add(v, tf.scalar(0));
+    const copy = tf.tidy(() => tf.add(v, tf.scalar(0)));
     v.assign(copy);
     copy.dispose();
   }
