@@ -5,7 +5,7 @@ import { parseRecipe } from '../src/recipe.js';
 import { createNetwork } from '../src/model/index.js';
 import { denoiser } from '../src/model/network.js';
 import { Rng } from '../src/rng.js';
-import { Adam, clipByGlobalNorm, updateEma, cloneParams } from '../src/optim.js';
+import { Adam, updateEma, cloneParams } from '../src/optim.js';
 import { ParamSet } from '../src/model/params.js';
 import { distillTarget } from '../src/distill.js';
 import { predictX, scheduleTensors, weightedXLoss } from '../src/diffusion.js';

@@ -5,7 +5,18 @@ import type { TopLevelSpec } from 'vega-lite';
 
 export interface Rendered {
   svg: string;
-  png: Buffer;
+  /** null where the native sharp package is not installed (the SVG is still there). */
+  png: Buffer | null;
+}
+
+let sharpLoader: Promise<typeof import('sharp') | null> | null = null;
+/** sharp, if it can be loaded (it is native, so the GPU machine's bundle goes without it). */
+export function optionalSharp(): Promise<typeof import('sharp') | null> {
+  sharpLoader ??= import('sharp').then(
+    (m) => m,
+    () => null,
+  );
+  return sharpLoader;
 }
 
 export async function render(spec: TopLevelSpec, scale = 2): Promise<Rendered> {
@@ -13,8 +24,8 @@ export async function render(spec: TopLevelSpec, scale = 2): Promise<Rendered> {
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();
-  const { default: sharp } = await import('sharp');
-  const png = await sharp(Buffer.from(svg), { density: 72 * scale }).png().toBuffer();
+  const sharp = (await optionalSharp())?.default;
+  const png = sharp ? await sharp(Buffer.from(svg), { density: 72 * scale }).png().toBuffer() : null;
   return { svg, png };
 }
 

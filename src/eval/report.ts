@@ -6,7 +6,7 @@ import { recipeHash, recipeToYaml, type Recipe } from '../recipe.js';
 import type { Job } from '../stage.js';
 import type { TrainedModel } from '../train.js';
 import { VERSION } from '../version.js';
-import { lossSpec, metricsSpec, render, scatterSpec, type MetricPoint } from './charts.js';
+import { lossSpec, metricsSpec, render, scatterSpec, type MetricPoint, type Rendered } from './charts.js';
 import type { Evaluation } from './evaluate.js';
 import type { MetricInfo, Metrics } from './suites.js';
 import { imageGrid } from './grid.js';
@@ -36,10 +36,26 @@ export interface ReportJson {
 const LATENCY_DEFINITION = "Wall time to draw eval.samples samples in one batch at the row's step count (fastest of eval.latency_repeats), divided by eval.samples; on this run's backend.";
 
 /** A picture of samples: a scatter plot for vectors, a grid of the first 64 for images. */
-async function samplesPicture(job: Job, x: Float32Array, title: string, color: string): Promise<Buffer> {
+async function samplesPicture(job: Job, x: Float32Array, title: string, color: string): Promise<Rendered> {
   const shape = job.dataset.shape;
-  if (shape.length === 3) return imageGrid(x, Math.min(64, x.length / exampleSize(job.dataset)), shape, job.dataset.range);
-  return (await render(scatterSpec(x, exampleSize(job.dataset), title, job.dataset.range, color))).png;
+  if (shape.length === 3) return { svg: '', png: imageGrid(x, Math.min(64, x.length / exampleSize(job.dataset)), shape, job.dataset.range) };
+  return render(scatterSpec(x, exampleSize(job.dataset), title, job.dataset.range, color));
+}
+
+/**
+ * Save a figure as `name`.png (or `name`.svg where PNG rendering is not available) and return its
+ * path relative to the run folder and an HTML element that embeds it.
+ */
+function saveFigure(dir: string, root: string, name: string, fig: Rendered, width?: number): { file: string; html: string } {
+  if (fig.png) {
+    const file = join(dir, `${name}.png`);
+    writeFileSync(file, fig.png);
+    if (fig.svg) writeFileSync(join(dir, `${name}.svg`), fig.svg);
+    return { file: relative(root, file), html: `<img alt="${name}" src="data:image/png;base64,${fig.png.toString('base64')}"${width ? ` width="${width}"` : ''}>` };
+  }
+  const file = join(dir, `${name}.svg`);
+  writeFileSync(file, fig.svg);
+  return { file: relative(root, file), html: fig.svg };
 }
 
 export async function writeReport(job: Job, teacher: TrainedModel, students: TrainedModel[], ev: Evaluation, evalSeconds: number, kernels: string): Promise<ReportJson> {
@@ -48,23 +64,18 @@ export async function writeReport(job: Job, teacher: TrainedModel, students: Tra
   const root = job.run.root;
   const figDir = job.run.figures;
   mkdirSync(figDir, { recursive: true });
-  const rel = (p: string) => relative(root, p);
 
-  // Pictures: one scatter per row, metrics against steps, loss curves.
+  // Pictures: one per row (same noise in every row), metrics against steps, loss curves.
   const html: Record<string, string> = {};
   const reportRows: ReportJson['rows'] = [];
   const heldout = splitOf(job.dataset, 'heldout');
-  const dataFig = await samplesPicture(job, heldout.x, `held-out data (${heldout.n})`, '#54a24b');
-  writeFileSync(join(figDir, 'data.png'), dataFig);
-  html['data'] = dataFig.toString('base64');
+  html['data'] = saveFigure(figDir, root, 'data', await samplesPicture(job, heldout.x, `held-out data (${heldout.n})`, '#54a24b'), 260).html;
   for (const row of rows) {
     const name = `${row.sampler}-${row.steps}`;
     const title = row.sampler === 'teacher' ? `teacher, DDIM ${row.steps} step${row.steps > 1 ? 's' : ''}` : row.round === 0 ? `student ${row.steps} (= teacher)` : `student, ${row.steps} step${row.steps > 1 ? 's' : ''}`;
-    const fig = await samplesPicture(job, row.samples, title, row.sampler === 'teacher' ? '#e45756' : '#4c78a8');
-    const file = join(figDir, `${name}.png`);
-    writeFileSync(file, fig);
-    html[name] = fig.toString('base64');
-    reportRows.push({ sampler: row.sampler, steps: row.steps, round: row.round, metrics: row.metrics, latency_ms_per_sample: row.latency_ms_per_sample, figure: rel(file) });
+    const fig = saveFigure(figDir, root, name, await samplesPicture(job, row.samples, title, row.sampler === 'teacher' ? '#e45756' : '#4c78a8'), 260);
+    html[name] = fig.html;
+    reportRows.push({ sampler: row.sampler, steps: row.steps, round: row.round, metrics: row.metrics, latency_ms_per_sample: row.latency_ms_per_sample, figure: fig.file });
   }
   // Zeros, negatives and nulls (the teacher compared with itself) have no place on a log axis.
   const charted = metricInfo.filter((m) => m.name !== 'kid_se');
@@ -75,14 +86,13 @@ export async function writeReport(job: Job, teacher: TrainedModel, students: Tra
       .map((m) => ({ sampler: r.sampler === 'teacher' ? 'teacher DDIM' : 'student', steps: r.steps, metric: label(m), value: r.metrics[m.name]! })),
   );
   const metricsFig = await render(metricsSpec(points, charted.map(label), `${job.recipe.name}: quality against sampling steps`));
-  writeFileSync(join(figDir, 'metrics.png'), metricsFig.png);
-  writeFileSync(join(figDir, 'metrics.svg'), metricsFig.svg);
+  const metricsFile = saveFigure(figDir, root, 'metrics', metricsFig).file;
   const curves = [
     ...teacher.meta.lossCurve.map((p) => ({ stage: 'teacher', ...p })),
     ...students.flatMap((s) => s.meta.lossCurve.map((p) => ({ stage: `round ${s.meta.round} (→${s.meta.steps})`, ...p }))),
   ];
   const lossFig = await render(lossSpec(curves));
-  writeFileSync(join(figDir, 'loss.png'), lossFig.png);
+  const lossFile = saveFigure(figDir, root, 'loss', lossFig).file;
 
   const report: ReportJson = {
     halfstep: VERSION,
@@ -107,7 +117,7 @@ export async function writeReport(job: Job, teacher: TrainedModel, students: Tra
     teacher_check: ev.teacherCheck,
     teacher: { updates: teacher.meta.total, final_loss: teacher.meta.finalLoss, seconds: teacher.meta.seconds },
     rounds: students.map((s) => ({ round: s.meta.round, steps: s.meta.steps, updates: s.meta.total, final_loss: s.meta.finalLoss, seconds: s.meta.seconds })),
-    figures: { metrics: 'figures/metrics.png', samples: reportRows.map((r) => r.figure), loss: 'figures/loss.png' },
+    figures: { metrics: metricsFile, samples: reportRows.map((r) => r.figure), loss: lossFile },
     eval_seconds: evalSeconds,
   };
   atomicWrite(join(root, 'report.json'), JSON.stringify(report, null, 2));
@@ -199,7 +209,7 @@ function mdTableToHtml(md: string): string {
 }
 
 function htmlReport(r: ReportJson, metricsSvg: string, lossSvg: string, pngs: Record<string, string>): string {
-  const img = (key: string, alt: string) => `<figure><img alt="${esc(alt)}" src="data:image/png;base64,${pngs[key]}" width="260"></figure>`;
+  const img = (key: string, _alt: string) => `<figure>${pngs[key]}</figure>`;
   const steps = [...new Set(r.rows.map((x) => x.steps))];
   const grid = steps
     .map((n) => `<div class="pair"><h3>${n} step${n > 1 ? 's' : ''}</h3>${img(`teacher-${n}`, `teacher ${n}`)}${img(`student-${n}`, `student ${n}`)}</div>`)
