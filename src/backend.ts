@@ -10,6 +10,7 @@ import type { BackendName } from './recipe.js';
 import { ortAvailable } from './onnx/runtime.js';
 import { registerOrtMatMul } from './kernels/matmul.js';
 import { registerOrtConv2D, registerOrtConv2DBackpropFilter, registerOrtConv2DBackpropInput } from './kernels/conv.js';
+import { registerSharedIdentity } from './kernels/identity.js';
 
 export type ResolvedBackend = Exclude<BackendName, 'auto'>;
 
@@ -37,7 +38,8 @@ export const optionalLoaders = {
   async webgpu(): Promise<boolean> {
     let create: (opts: string[]) => { requestAdapter(o?: unknown): Promise<unknown | null> };
     try {
-      ({ create } = (await import(/* @vite-ignore */ 'webgpu')) as unknown as { create: typeof create });
+      // through require, which honours NODE_PATH: on the GPU machine the package sits beside the bundle
+      ({ create } = req('webgpu') as { create: typeof create });
     } catch (e) {
       throw new BackendUnavailableError(`backend "webgpu" is not available: the npm package "webgpu" could not be loaded (${(e as Error).message.split('\n')[0]})`);
     }
@@ -69,6 +71,7 @@ function registerHostKernels(kind: 'wasm' | 'cpu'): void {
   registerOrtConv2D(kind);
   registerOrtConv2DBackpropInput(kind);
   registerOrtConv2DBackpropFilter(kind);
+  if (kind === 'wasm') registerSharedIdentity(kind);
   registered.add(kind);
 }
 

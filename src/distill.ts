@@ -86,7 +86,7 @@ export async function distillRound(job: Job, N: number, teacher: TrainedModel, r
     const target = distillTarget(teach, z, u, N);
     const wT = tf.tensor1d(w);
     return {
-      loss: () => weightedXLoss(target, predictX(param, job.net.apply(st.params, z, lT, true), z, alpha, sigma), wT),
+      loss: () => weightedXLoss(target, predictX(param, job.net.apply(st.params, z, lT, true, rng), z, alpha, sigma), wT),
       dispose: () => tf.dispose([lT, alpha, sigma, z, target, wT]),
     };
   };

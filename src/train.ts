@@ -65,7 +65,7 @@ export async function trainTeacher(job: Job): Promise<TrainedModel> {
     const z = noise(xT, tf.tensor(eps, shape), alpha, sigma);
     const wT = tf.tensor1d(w);
     return {
-      loss: () => weightedXLoss(xT, predictX(param, job.net.apply(st.params, z, lT, true), z, alpha, sigma), wT),
+      loss: () => weightedXLoss(xT, predictX(param, job.net.apply(st.params, z, lT, true, rng), z, alpha, sigma), wT),
       dispose: () => tf.dispose([xT, lT, alpha, sigma, z, wT]),
     };
   };
