@@ -13,6 +13,7 @@ import type { CliContext } from './commands/common.js';
 import { registerRunCommands } from './commands/run.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerSampleCommand } from './commands/sample.js';
+import { registerExportCommand } from './commands/export.js';
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('halfstep')
@@ -24,6 +25,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerRunCommands(program, ctx);
   registerDataCommands(program, ctx);
   registerSampleCommand(program, ctx);
+  registerExportCommand(program, ctx);
   for (const c of program.commands) propagate(c);
   return program;
 }

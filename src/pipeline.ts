@@ -19,6 +19,7 @@ import { distillAll } from './distill.js';
 import { evaluate } from './eval/evaluate.js';
 import { writeReport, type ReportJson } from './eval/report.js';
 import { exampleSize } from './data/dataset.js';
+import { exportModels, exportTarget } from './export/export.js';
 
 export interface JobOptions {
   out: string;
@@ -95,9 +96,12 @@ async function evaluateAndReport(job: Job, teacher: TrainedModel, students: Trai
   return report;
 }
 
-/** train → distill → eval, skipping finished stages. */
+/** train → distill → eval (→ ONNX export), skipping finished stages. */
 export async function runAll(job: Job): Promise<ReportJson> {
   const teacher = await trainTeacher(job);
   const students = await distillAll(job, teacher);
-  return evaluateAndReport(job, teacher, students);
+  const report = await evaluateAndReport(job, teacher, students);
+  const ex = job.recipe.export;
+  if (ex.onnx) await exportModels(students.map((s) => exportTarget(job.net, s)), { outDir: job.run.onnx, unrolledMaxSteps: ex.unrolled_max_steps, onEvent: job.onEvent });
+  return report;
 }

@@ -91,6 +91,10 @@ export const recipeSpec = obj({
   report: obj({
     open: bool(false, 'print the path of report.html at the end'),
   }),
+  export: obj({
+    onnx: bool(true, 'at the end of `run`, export every student to ONNX in the onnx/ folder of the run, each graph checked against tfjs (like `halfstep export`)'),
+    unrolled_max_steps: int(8, 'also write the whole N-step sampler as one graph (noise → sample) for students with N ≤ this', { min: 0 }),
+  }),
 });
 
 export type Recipe = Infer<typeof recipeSpec>;

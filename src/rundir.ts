@@ -16,6 +16,10 @@ export class RunDir {
   get progress(): string {
     return join(this.root, 'checkpoints', 'progress.ckpt');
   }
+  /** ONNX exports of the students (`export.onnx` in the recipe). */
+  get onnx(): string {
+    return join(this.root, 'onnx');
+  }
   get figures(): string {
     return join(this.root, 'figures');
   }

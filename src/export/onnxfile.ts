@@ -9,7 +9,7 @@ import type { Parameterization } from '../diffusion.js';
 import { UsageError } from '../errors.js';
 import { onnx } from '../onnx/proto.js';
 import { SyncSession, type SessionOptions } from '../onnx/runtime.js';
-import type { Denoise } from '../sampler.js';
+import { sample, type Denoise } from '../sampler.js';
 import type { GraphKind } from './graphs.js';
 
 export interface OnnxFileInfo {
@@ -100,5 +100,26 @@ export class ExportedModel {
 
   private expect(kind: GraphKind): void {
     if (this.info.kind !== kind) throw new UsageError(`${this.file} is a ${this.info.kind} graph; this needs a ${kind} graph`);
+  }
+}
+
+/**
+ * Samples from an exported model: a sampler graph in one call, or a denoiser graph driven by
+ * halfstep's DDIM loop (src/sampler.ts, x̂ clipped to the data range) with `steps` steps (default: the
+ * model's own). Noise is [n, …data shape], flattened.
+ */
+export function sampleExported(m: ExportedModel, noise: Float32Array, steps?: number): { samples: Float32Array; steps: number } {
+  switch (m.info.kind) {
+    case 'sampler': {
+      const own = m.info.samplerSteps!;
+      if (steps !== undefined && steps !== own) throw new UsageError(`${m.file} is an unrolled ${own}-step sampler; it cannot sample with ${steps} steps (export the denoiser graph for that)`);
+      return { samples: m.sample(noise), steps: own };
+    }
+    case 'denoiser': {
+      const n = steps ?? m.info.steps;
+      const D = m.info.dataShape.reduce((a, b) => a * b, 1);
+      const samples = tf.tidy(() => sample(m.denoise(), tf.tensor(noise, [noise.length / D, ...m.info.dataShape]), n, m.info.range).dataSync() as Float32Array);
+      return { samples, steps: n };
+    }
   }
 }
