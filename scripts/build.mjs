@@ -9,8 +9,8 @@ const banner = [
   'const __filename = __halfstepToPath(import.meta.url);',
   'const __dirname = __halfstepDirname(__filename);',
 ].join('\n');
-// `--gpu`: the CLI as .gpu/app.mjs for the device machine (after ../shared/gpu/pack.sh filled .gpu/
-// with Node.js, Dawn and the Vulkan loaders). An ES module, because vega has a top-level await.
+// `--gpu`: the entries as .gpu/<name>.mjs for the device machine (after ../shared/gpu/pack.sh filled
+// .gpu/ with Node.js, Dawn and the Vulkan loaders). ES modules, because vega has a top-level await.
 const gpu = process.argv.includes('--gpu');
 const entries = process.argv.slice(2).filter((a) => a !== '--gpu');
 await build({
@@ -26,5 +26,5 @@ await build({
   banner: { js: banner },
   logLevel: 'warning',
   sourcemap: 'linked',
-  ...(gpu ? { outfile: '.gpu/app.mjs', outdir: undefined, outbase: undefined, sourcemap: false } : {}),
+  ...(gpu ? { outdir: '.gpu', outbase: undefined, entryNames: '[name]', outExtension: { '.js': '.mjs' }, sourcemap: false } : {}),
 });
