@@ -2,6 +2,7 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
+import { optionalSharp } from '../native.js';
 
 export interface Rendered {
   svg: string;
@@ -9,22 +10,13 @@ export interface Rendered {
   png: Buffer | null;
 }
 
-let sharpLoader: Promise<typeof import('sharp') | null> | null = null;
-/** sharp, if it can be loaded (it is native, so the GPU machine's bundle goes without it). */
-export function optionalSharp(): Promise<typeof import('sharp') | null> {
-  sharpLoader ??= import('sharp').then(
-    (m) => m,
-    () => null,
-  );
-  return sharpLoader;
-}
 
 export async function render(spec: TopLevelSpec, scale = 2): Promise<Rendered> {
   const compiled = vl.compile({ config: { font: 'DejaVu Sans', view: { stroke: '#ddd' } }, ...spec } as TopLevelSpec).spec;
   const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();
-  const sharp = (await optionalSharp())?.default;
+  const sharp = optionalSharp();
   const png = sharp ? await sharp(Buffer.from(svg), { density: 72 * scale }).png().toBuffer() : null;
   return { svg, png };
 }

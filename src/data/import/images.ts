@@ -7,7 +7,7 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, relative, resolve } from 'node:path';
-import sharp from 'sharp';
+import { requireSharp } from '../../native.js';
 import { DatasetError } from '../../errors.js';
 import { randomSplit } from '../dataset.js';
 import { forEachPooled, imageDataset, rawPixels, squarePipeline, type Channels, type ImportResult } from './pixels.js';
@@ -49,7 +49,7 @@ export function listImages(dir: string): string[] {
 
 function decoder(file: string) {
   // failOn 'error': a truncated or corrupt file is an error, not a half-grey image.
-  return sharp(file, { failOn: 'error' }).rotate().flatten({ background: '#000000' });
+  return requireSharp()(file, { failOn: 'error' }).rotate().flatten({ background: '#000000' });
 }
 
 function reasonOf(e: unknown): string {

@@ -3,7 +3,8 @@
  * image a square of one size with 1 or 3 channels (resampling raw pixel buffers too, e.g. 28 → 16),
  * and the conversion of a batch into a Dataset in training units, [-1, 1].
  */
-import sharp, { type Sharp } from 'sharp';
+import type { Sharp } from 'sharp';
+import { requireSharp } from '../../native.js';
 import { DatasetError } from '../../errors.js';
 import type { Dataset } from '../dataset.js';
 
@@ -73,7 +74,7 @@ export async function resample(b: ImageBatch, o: { size?: number | null; channel
   const outD = h * w * channels;
   const pixels = new Uint8Array(b.n * outD);
   await forEachPooled(b.n, 8, async (i) => {
-    const img = sharp(b.pixels.subarray(i * inD, (i + 1) * inD), { raw: { width: b.width, height: b.height, channels: b.channels } });
+    const img = requireSharp()(b.pixels.subarray(i * inD, (i + 1) * inD), { raw: { width: b.width, height: b.height, channels: b.channels } });
     pixels.set(await rawPixels(squarePipeline(img, keepSize ? null : size, channels), w, h, channels), i * outD);
   });
   return { pixels, n: b.n, height: h, width: w, channels, labels: b.labels };
