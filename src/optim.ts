@@ -52,17 +52,17 @@ export class Adam {
 
   /**
    * One update with the gradients first scaled to global norm ≤ maxNorm (0 = no clipping); returns the
-   * norm before clipping. On the cpu and wasm backends clipping and Adam run fused, in one pass over
-   * each parameter's memory (hundreds of small tfjs ops become one loop); elsewhere as tfjs ops.
+   * norm before clipping where it is known without waiting for the device (the host backends), else null.
+   * On the cpu and wasm backends clipping and Adam run fused, in one pass over each parameter's memory
+   * (hundreds of small tfjs ops become one loop); elsewhere as tfjs ops that stay on the device.
    */
-  step(grads: tf.Tensor[], lr: number, maxNorm: number): number {
+  step(grads: tf.Tensor[], lr: number, maxNorm: number): number | null {
     const host = hostBackend();
     if (!host) {
       const clipped = clipByGlobalNorm(grads, maxNorm);
-      const norm = clipped.norm.dataSync()[0]!;
       this.apply(clipped.grads, lr);
       tf.dispose([...clipped.grads, clipped.norm]);
-      return norm;
+      return null;
     }
     let sq = 0;
     for (const g of grads) {

@@ -100,8 +100,8 @@ test('the feature classifier learns a tiny labelled image set, is cached, and re
   expect(net.description).toMatch(/not the Inception network/);
   expect(existsSync(featureCachePath(path))).toBe(true);
   const again = await featureNetFor(ds, path, noEvents, { steps: 150 });
-  expect(Array.from(again.features(x, 5))).toEqual(Array.from(net.features(x, 5)));
-  const p = net.probabilities(x, 10)!;
+  expect(Array.from(await again.features(x, 5))).toEqual(Array.from(await net.features(x, 5)));
+  const p = (await net.probabilities(x, 10))!;
   for (let i = 0; i < 10; i++) expect(p.subarray(i * 4, i * 4 + 4).reduce((s, v) => s + v, 0)).toBeCloseTo(1, 5);
 
 });
@@ -116,7 +116,7 @@ test('unlabelled images fall back to an autoencoder, and the description says so
   const net = await featureNetFor(ds, path, noEvents, { steps: 60 });
   expect(net.kind).toBe('autoencoder');
   expect(net.featureDim).toBe(64);
-  expect(net.probabilities(x, 2)).toBeNull();
+  expect(await net.probabilities(x, 2)).toBeNull();
   expect(net.description).toMatch(/bottleneck of a 16-512-64-512-16 ReLU MLP autoencoder trained by halfstep on this \(unlabelled\) dataset/);
-  expect(net.features(x, 3).length).toBe(3 * 64);
+  expect((await net.features(x, 3)).length).toBe(3 * 64);
 });

@@ -79,7 +79,7 @@ export async function evaluate(job: Job, teacher: TrainedModel, students: Traine
     if (job.signal?.aborted) throw new InterruptedError(null);
     const t = await timedSample(job, teacher, noise, N, e.latency_repeats);
     if (!ref) ref = t.samples;
-    rows.push({ sampler: 'teacher', steps: N, round: 0, metrics: suite.measure(t.samples, ref), latency_ms_per_sample: t.ms / n, samples: t.samples });
+    rows.push({ sampler: 'teacher', steps: N, round: 0, metrics: await suite.measure(t.samples, ref), latency_ms_per_sample: t.ms / n, samples: t.samples });
     tick();
     if (N === r.distill.start_steps) {
       // No round produces a start_steps student: the row is the teacher itself (round 0).
@@ -88,10 +88,10 @@ export async function evaluate(job: Job, teacher: TrainedModel, students: Traine
       const s = byN.get(N);
       if (!s) throw new Error(`no ${N}-step student to evaluate`);
       const st = await timedSample(job, s, noise, N, e.latency_repeats);
-      rows.push({ sampler: 'student', steps: N, round: s.meta.round, metrics: suite.measure(st.samples, ref), latency_ms_per_sample: st.ms / n, samples: st.samples });
+      rows.push({ sampler: 'student', steps: N, round: s.meta.round, metrics: await suite.measure(st.samples, ref), latency_ms_per_sample: st.ms / n, samples: st.samples });
     }
     tick();
   }
   job.onEvent({ type: 'stage-end', stage: 'eval', label: 'evaluation', seconds: (performance.now() - t0) / 1000, summary: `${rows.length} rows` });
-  return { rows, suite, teacherCheck: suite.teacherCheck ? suite.teacherCheck(ref!) : null };
+  return { rows, suite, teacherCheck: suite.teacherCheck ? await suite.teacherCheck(ref!) : null };
 }

@@ -27,9 +27,9 @@ export interface FeatureNet {
   numClasses: number | null;
   heldoutAccuracy: number | null;
   /** Features [n·F] of n examples [n·D] in training units. */
-  features(x: Float32Array, n: number): Float32Array;
+  features(x: Float32Array, n: number): Promise<Float32Array>;
   /** Class probabilities [n·C] (classifier only). */
-  probabilities(x: Float32Array, n: number): Float32Array | null;
+  probabilities(x: Float32Array, n: number): Promise<Float32Array | null>;
 }
 
 interface Meta {
@@ -95,12 +95,12 @@ export async function featureNetFor(ds: Dataset, datasetPath: string, onEvent: O
     for (const p of ps.list) tensors.set(p.name, { shape: p.variable.shape.slice(), data: (await p.variable.data()) as Float32Array });
     saveCheckpoint(cache, meta, tensors);
   }
-  const batched = <R>(x: Float32Array, n: number, width: number, f: (t: tf.Tensor) => tf.Tensor): Float32Array => {
+  const batched = async (x: Float32Array, n: number, width: number, f: (t: tf.Tensor) => tf.Tensor): Promise<Float32Array> => {
     const out = new Float32Array(n * width);
     for (let i = 0; i < n; i += 500) {
       const m = Math.min(500, n - i);
       const r = tf.tidy(() => f(tf.tensor(x.subarray(i * D, (i + m) * D), [m, D])));
-      out.set(r.dataSync() as Float32Array, i * width);
+      out.set((await r.data()) as Float32Array, i * width);
       r.dispose();
     }
     return out;
@@ -116,7 +116,7 @@ export async function featureNetFor(ds: Dataset, datasetPath: string, onEvent: O
     numClasses: labelled ? C : null,
     heldoutAccuracy: meta.heldoutAccuracy,
     features: (x, n) => batched(x, n, F, (t) => forward(ps, kind, t).feat),
-    probabilities: (x, n) => (kind === 'classifier' ? batched(x, n, C, (t) => tf.softmax(forward(ps, kind, t).out)) : null),
+    probabilities: async (x, n) => (kind === 'classifier' ? batched(x, n, C, (t) => tf.softmax(forward(ps, kind, t).out)) : null),
   };
 }
 
@@ -159,7 +159,7 @@ async function train(ps: ParamSet, kind: FeatureNet['kind'], ds: Dataset, D: num
     for (let i = 0; i < held.n; i += 500) {
       const m = Math.min(500, held.n - i);
       const pred = tf.tidy(() => tf.argMax(forward(ps, kind, tf.tensor(held.x.subarray(i * D, (i + m) * D), [m, D])).out, 1));
-      const p = pred.dataSync();
+      const p = await pred.data();
       pred.dispose();
       for (let j = 0; j < m; j++) if (p[j] === held.labels[i + j]) right += 1;
     }

@@ -24,9 +24,9 @@ export interface MetricSuite {
   metrics: MetricInfo[];
   /** A sentence about the feature space, for image data. */
   featureNetwork: string | null;
-  measure(samples: Float32Array, teacherRef: Float32Array): Metrics;
+  measure(samples: Float32Array, teacherRef: Float32Array): Promise<Metrics>;
   /** Extra numbers about the teacher's start_steps samples (e.g. how recognisable they are). */
-  teacherCheck?(samples: Float32Array): Record<string, number>;
+  teacherCheck?(samples: Float32Array): Promise<Record<string, number>>;
 }
 
 export function vectorSuite(ds: Dataset, e: Recipe['eval']): MetricSuite {
@@ -40,7 +40,7 @@ export function vectorSuite(ds: Dataset, e: Recipe['eval']): MetricSuite {
       { name: 'energy', better: 'lower', definition: METRIC_DEFINITIONS.energy },
       { name: 'teacher_mse', better: 'lower', definition: METRIC_DEFINITIONS.teacher_mse },
     ],
-    measure: (s, ref) => ({
+    measure: async (s, ref) => ({
       swd: slicedWasserstein(s, held.x, D, e.projections, e.seed + 1),
       energy: energyDistance(s, held.x, D, e.energy_samples),
       teacher_mse: mse(s, ref),
@@ -54,11 +54,11 @@ export async function imageSuite(ds: Dataset, datasetPath: string, e: Recipe['ev
   const D = exampleSize(ds);
   const held = splitOf(ds, 'heldout');
   const net: FeatureNet = await featureNetFor(ds, datasetPath, onEvent, { steps: e.feature_steps });
-  const heldFeat = net.features(held.x, held.n);
+  const heldFeat = await net.features(held.x, held.n);
   const heldStats = meanCov(heldFeat, held.n, net.featureDim);
-  const confident = (s: Float32Array): number | null => {
+  const confident = async (s: Float32Array): Promise<number | null> => {
     const n = s.length / D;
-    const p = net.probabilities(s, n);
+    const p = await net.probabilities(s, n);
     if (!p) return null;
     const C = net.numClasses!;
     let k = 0;
@@ -82,9 +82,9 @@ export async function imageSuite(ds: Dataset, datasetPath: string, e: Recipe['ev
     kind: 'image',
     featureNetwork: net.description,
     metrics,
-    measure: (s, ref) => {
+    measure: async (s, ref) => {
       const n = s.length / D;
-      const f = net.features(s, n);
+      const f = await net.features(s, n);
       const kid = kernelDistance(f, n, heldFeat, held.n, net.featureDim, e.kid_subsets, e.kid_subset_size, e.seed + 2);
       const m: Metrics = {
         fd: frechetDistance(meanCov(f, n, net.featureDim), heldStats),
@@ -92,10 +92,11 @@ export async function imageSuite(ds: Dataset, datasetPath: string, e: Recipe['ev
         kid_se: kid.se,
         psnr: psnr(s, ref, D, ds.range),
       };
-      if (net.kind === 'classifier') m.confident = confident(s);
+      if (net.kind === 'classifier') m.confident = await confident(s);
       return m;
     },
-    teacherCheck: net.kind === 'classifier' ? (s) => ({ confident: confident(s)!, heldout_confident: confident(held.x)!, classifier_heldout_accuracy: net.heldoutAccuracy! }) : undefined,
+    teacherCheck:
+      net.kind === 'classifier' ? async (s) => ({ confident: (await confident(s))!, heldout_confident: (await confident(held.x))!, classifier_heldout_accuracy: net.heldoutAccuracy! }) : undefined,
   };
 }
 
