@@ -19,7 +19,7 @@ import { distillAll } from './distill.js';
 import { evaluate } from './eval/evaluate.js';
 import { writeReport, type ReportJson } from './eval/report.js';
 import { exampleSize } from './data/dataset.js';
-import { exportModels, exportTarget } from './export/export.js';
+import { exportAfterRun } from './export/export.js';
 
 export interface JobOptions {
   out: string;
@@ -101,7 +101,6 @@ export async function runAll(job: Job): Promise<ReportJson> {
   const teacher = await trainTeacher(job);
   const students = await distillAll(job, teacher);
   const report = await evaluateAndReport(job, teacher, students);
-  const ex = job.recipe.export;
-  if (ex.onnx) await exportModels(students.map((s) => exportTarget(job.net, s)), { outDir: job.run.onnx, unrolledMaxSteps: ex.unrolled_max_steps, onEvent: job.onEvent });
+  await exportAfterRun(job, students);
   return report;
 }

@@ -11,6 +11,9 @@ import { createNetwork } from '../model/index.js';
 import type { Network } from '../model/network.js';
 import type { ParamSet } from '../model/params.js';
 import { Rng } from '../rng.js';
+import { ortAvailable } from '../onnx/runtime.js';
+import type { Job } from '../stage.js';
+import type { TrainedModel } from '../train.js';
 import { loadInto, readState, type CheckpointMeta } from '../state.js';
 import { IO, denoiserModel, exportInfo, samplerModel, type GraphKind } from './graphs.js';
 import { ExportedModel } from './onnxfile.js';
@@ -98,6 +101,21 @@ function exportEach(targets: ExportTarget[], o: ExportOptions, emit: OnEvent, ou
       emit({ type: 'info', message: `export ${what}: ${paths.join(', ') || '(parity only)'} (parity: max |onnxruntime − tfjs| ${parity.maxAbs.toExponential(2)})` });
     }
   }
+}
+
+/**
+ * The recipe's `export` section at the end of `run`: every student into <run>/onnx. Where
+ * onnxruntime-node cannot be loaded (the GPU bundle ships without it) the export is skipped with a
+ * note instead of failing a finished run; `halfstep export RUN --out DIR` does it later elsewhere.
+ */
+export async function exportAfterRun(job: Job, students: TrainedModel[]): Promise<ExportedGraph[]> {
+  const ex = job.recipe.export;
+  if (!ex.onnx) return [];
+  if (!ortAvailable()) {
+    job.onEvent({ type: 'info', message: `export.onnx: skipped, onnxruntime-node cannot be loaded here; export later with \`halfstep export ${job.run.root} --out ${job.run.onnx}\`` });
+    return [];
+  }
+  return exportModels(students.map((s) => exportTarget(job.net, s)), { outDir: job.run.onnx, unrolledMaxSteps: ex.unrolled_max_steps, onEvent: job.onEvent });
 }
 
 /** A trained model as an export target, labelled "teacher" or "student-N". */
