@@ -104,6 +104,8 @@ export async function initBackend(name: BackendName): Promise<ResolvedBackend> {
   }
   const ok = await quietly(() => tf.setBackend(tfName(resolved)));
   if (!ok) throw new BackendUnavailableError(`backend "${resolved}" failed to initialise`);
+  // tfjs-backend-cpu prints a banner recommending tfjs-node on its first tensor (console.warn, after quietly() returned)
+  if (resolved === 'cpu') (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   await tf.ready();
   if ((resolved === 'wasm' || resolved === 'cpu') && nativeKernelsWanted()) registerHostKernels(resolved);
   current = resolved;
