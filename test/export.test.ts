@@ -40,19 +40,20 @@ function dimsOf(v: { type?: { tensorType?: { shape?: { dim?: { dimValue?: unknow
   return (v.type!.tensorType!.shape!.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue)));
 }
 
-/** Top-level `key: value` and block structure of a config.pbtxt, enough to check the fields Triton needs. */
+/** A top-level `key: value` of a config.pbtxt. */
 function pbtxtField(text: string, key: string): string | null {
   const m = new RegExp(`^${key}: (.*)$`, 'm').exec(text);
   return m ? m[1]! : null;
 }
+
+/** A top-level `key [ … ]` or `key { … }` block of a config.pbtxt, brackets matched. */
 function pbtxtBlock(text: string, key: string): string | null {
   const start = text.search(new RegExp(`^${key}\\s*[\\[{]`, 'm'));
   if (start < 0) return null;
   let depth = 0;
-  for (let i = text.indexOf(text[start + key.length + 1] === '[' ? '[' : '{', start) ; i < text.length; i++) {
+  for (let i = start + key.length; i < text.length; i++) {
     if ('[{'.includes(text[i]!)) depth++;
-    if (']}'.includes(text[i]!)) depth--;
-    if (depth === 0) return text.slice(start, i + 1);
+    if (']}'.includes(text[i]!) && --depth === 0) return text.slice(start, i + 1);
   }
   return null;
 }
@@ -214,6 +215,37 @@ describe('ONNX export of a tiny run', () => {
     const bad = await cli(['export', run, '--triton', join(dir, 'bad'), '--tensorrt', '--device', 'cpu']);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--tensorrt needs GPU instances/);
+  });
+
+  test.skipIf(!py)('every config.pbtxt parses as Triton\'s ModelConfig (protobuf text format) with the values asked for', async () => {
+    const repo = join(dir, 'triton-parsed');
+    expect((await cli(['export', run, '--triton', repo, '--tensorrt', 'fp32', '--max-batch-size', '16'])).code).toBe(0);
+    const files = STUDENTS.map((n) => join(repo, `sampler_${n}step`, 'config.pbtxt'));
+    const r = spawnSync(py!, ['test/fixtures/triton_config.py', ...files], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const configs = JSON.parse(r.stdout) as Record<string, unknown>[];
+    STUDENTS.forEach((n, i) =>
+      expect(configs[i]).toEqual({
+        name: `sampler_${n}step`,
+        platform: 'onnxruntime_onnx',
+        max_batch_size: 16,
+        input: [{ name: 'noise', data_type: 'TYPE_FP32', dims: ['2'] }],
+        output: [{ name: 'sample', data_type: 'TYPE_FP32', dims: ['2'] }],
+        dynamic_batching: { max_queue_delay_microseconds: '100' },
+        instance_group: [{ kind: 'KIND_GPU', count: 1 }],
+        optimization: {
+          execution_accelerators: {
+            gpu_execution_accelerator: [{ name: 'tensorrt', parameters: { precision_mode: 'FP32', max_workspace_size_bytes: '1073741824', trt_engine_cache_enable: '1' } }],
+          },
+        },
+      }),
+    );
+    // the parser is strict: a field Triton does not know is an error
+    const bad = join(dir, 'bad.pbtxt');
+    writeFileSync(bad, `${readFileSync(files[0]!, 'utf8')}max_batch: 3\n`);
+    const rb = spawnSync(py!, ['test/fixtures/triton_config.py', bad], { encoding: 'utf8' });
+    expect(rb.status).not.toBe(0);
+    expect(rb.stderr).toMatch(/has no field named "max_batch"/);
   });
 
   test('`sample --onnx` runs a denoiser graph with halfstep\'s sampler, or an unrolled graph as is', async () => {
