@@ -19,6 +19,8 @@ export interface Network {
    * Optional: emit the same raw output as `apply` (inference, no dropout) into an ONNX graph, reading
    * the values named `z` [B, …] and `logsnr` ([B], or [1] to broadcast over the batch); returns the
    * name of the output value. Weights go in through `g.param(ps, name)`. Needed by `halfstep export`.
+   * Image data arrives as tfjs lays it out, [B, H, W, C]; ONNX Conv, InstanceNormalization and Resize
+   * are NCHW, so transpose once after the input and once before the output (and filters HWIO → OIHW).
    */
   exportOnnx?(g: OnnxGraphBuilder, ps: ParamSet, z: string, logsnr: string): string;
 }
