@@ -9,8 +9,9 @@ import { BackendUnavailableError } from './errors.js';
 import type { BackendName } from './recipe.js';
 import { ortAvailable } from './onnx/runtime.js';
 import { registerOrtMatMul } from './kernels/matmul.js';
-import { registerOrtConv2D, registerOrtConv2DBackpropFilter, registerOrtConv2DBackpropInput } from './kernels/conv.js';
+import { registerOrtConv2D, registerOrtConv2DBackpropFilter, registerOrtConv2DBackpropInput, registerOrtFusedConv2D } from './kernels/conv.js';
 import { registerSharedIdentity } from './kernels/identity.js';
+import { registerOrtGroupNorm } from './kernels/groupnorm.js';
 
 export type ResolvedBackend = Exclude<BackendName, 'auto'>;
 
@@ -69,9 +70,11 @@ const registered = new Set<string>();
 function registerHostKernels(kind: 'wasm' | 'cpu'): void {
   registerOrtMatMul(kind);
   registerOrtConv2D(kind);
+  registerOrtFusedConv2D(kind);
   registerOrtConv2DBackpropInput(kind);
   registerOrtConv2DBackpropFilter(kind);
   if (kind === 'wasm') registerSharedIdentity(kind);
+  registerOrtGroupNorm(kind);
   registered.add(kind);
 }
 

@@ -7,6 +7,8 @@
  *
  * - Conv2D:               Transpose(NHWC→NCHW) → Conv → Transpose(NCHW→NHWC); the filter is
  *                         transposed HWIO → OIHW in the same graph.
+ * - FusedConv2D:          the same with the bias as the Conv's third input (linear activation only;
+ *                         tf.fused.conv2d's gradient goes through the two kernels below).
  * - Conv2DBackpropInput:  dx = conv(dy, W flipped in space, in/out channels swapped) with pads k−1−p
  *                         at stride 1; at stride s > 1, ConvTranspose(dy, W) with the forward pads and
  *                         output_padding chosen so the result has the input's size.
@@ -14,6 +16,10 @@
  *                         i.e. im2col (one strided Slice of the padded input per filter tap,
  *                         concatenated on the channel axis) followed by one Gemm with transA:
  *                         [taps·Ci, n·oH·oW] × [n·oH·oW, Co]. The result is already in HWIO order.
+ *                         At stride 1 with Co < Ci the im2col is taken of dy instead (smaller).
+ *
+ * The sessions do not spin (SessionOptions.spinning): every session has its own thread pool, and
+ * pools spinning after their run took the cores from the next kernel's session.
  *
  * Sessions are keyed by everything but the batch size (a symbolic dimension). Cases a graph does not
  * take (NCHW, other dtypes, empty tensors, pads ONNX cannot express) go to the stock kernel; wasm has
@@ -34,7 +40,7 @@ const sessions = new Map<string, SyncSession>();
 function cached(key: string, build: () => Uint8Array): SyncSession {
   let s = sessions.get(key);
   if (!s) {
-    s = new SyncSession(build());
+    s = new SyncSession(build(), { spinning: false });
     sessions.set(key, s);
   }
   return s;
@@ -62,16 +68,17 @@ const yDims = (c: ConvInfo) => ['n', c.outHeight, c.outWidth, c.outChannels];
 const wDims = (c: ConvInfo) => [c.filterHeight, c.filterWidth, c.inChannels, c.outChannels];
 const padsOf = (c: ConvInfo) => [c.padInfo.top, c.padInfo.left, c.padInfo.bottom, c.padInfo.right];
 
-function forwardGraph(c: ConvInfo): Uint8Array {
+/** The forward graph; with `bias`, the Conv adds a per-channel bias input `b` (FusedConv2D with linear activation). */
+function forwardGraph(c: ConvInfo, bias: boolean): Uint8Array {
   return encodeModel({
     name: 'conv2d_nhwc',
     nodes: [
       node('Transpose', ['x'], ['xt'], { perm: [0, 3, 1, 2] }),
       node('Transpose', ['w'], ['wt'], { perm: [3, 2, 0, 1] }),
-      node('Conv', ['xt', 'wt'], ['yt'], { strides: [c.strideHeight, c.strideWidth], dilations: [c.dilationHeight, c.dilationWidth], pads: padsOf(c) }),
+      node('Conv', bias ? ['xt', 'wt', 'b'] : ['xt', 'wt'], ['yt'], { strides: [c.strideHeight, c.strideWidth], dilations: [c.dilationHeight, c.dilationWidth], pads: padsOf(c) }),
       node('Transpose', ['yt'], ['y'], { perm: [0, 2, 3, 1] }),
     ],
-    inputs: [valueInfo('x', xDims(c)), valueInfo('w', wDims(c))],
+    inputs: [valueInfo('x', xDims(c)), valueInfo('w', wDims(c)), ...(bias ? [valueInfo('b', [c.outChannels])] : [])],
     outputs: [valueInfo('y', yDims(c))],
   });
 }
@@ -127,6 +134,8 @@ function backpropFilterGraph(c: ConvInfo): Uint8Array {
   const { top: t, left: l, bottom: b, right: r } = c.padInfo;
   const [kh, kw, ci, co] = wDims(c) as [number, number, number, number];
   const [sh, sw, dh, dw] = [c.strideHeight, c.strideWidth, c.dilationHeight, c.dilationWidth];
+  const unit = sh === 1 && sw === 1 && dh === 1 && dw === 1;
+  if (unit && co < ci && kh - 1 >= Math.max(t, b) && kw - 1 >= Math.max(l, r) && kh * kw > 1) return backpropFilterGraphDy(c);
   const nodes = [];
   const inits = [int64Tensor('cols_shape', [2], [-1, kh * kw * ci]), int64Tensor('dy_shape', [2], [-1, co]), int64Tensor('w_shape', [4], [kh, kw, ci, co])];
   let src = 'x';
@@ -159,6 +168,51 @@ function backpropFilterGraph(c: ConvInfo): Uint8Array {
   );
   return encodeModel({
     name: 'conv2d_backprop_filter_nhwc',
+    nodes,
+    initializers: inits,
+    inputs: [valueInfo('x', xDims(c)), valueInfo('dy', yDims(c))],
+    outputs: [valueInfo('dw', wDims(c))],
+  });
+}
+
+/**
+ * The same gradient at stride 1 with the im2col taken of dy instead of x (smaller when Co < Ci):
+ * substituting q = p + tap − pad, dW[i, j] = Σ_{n,q} x[n, q]ᵀ · dy[n, q − (i, j) + pad], so with dy
+ * padded by k − 1 − pad on each side, tap (i, j) is the H×W window starting at (kh−1−i, kw−1−j).
+ * One Gemm [Ci, n·H·W] × [n·H·W, taps·Co], then [Ci, kh, kw, Co] → HWIO.
+ */
+function backpropFilterGraphDy(c: ConvInfo): Uint8Array {
+  const { top: t, left: l, bottom: b, right: r } = c.padInfo;
+  const [kh, kw, ci, co] = wDims(c) as [number, number, number, number];
+  const [H, W] = [c.inHeight, c.inWidth];
+  const nodes = [];
+  const inits = [
+    int64Tensor('pads', [8], [0, kh - 1 - t, kw - 1 - l, 0, 0, kh - 1 - b, kw - 1 - r, 0]),
+    int64Tensor('slice_axes', [2], [1, 2]),
+    int64Tensor('cols_shape', [2], [-1, kh * kw * co]),
+    int64Tensor('x_shape', [2], [-1, ci]),
+    int64Tensor('w_shape', [4], [ci, kh, kw, co]),
+  ];
+  nodes.push(node('Pad', ['dy', 'pads'], ['dyp']));
+  const taps: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const [y0, x0] = [kh - 1 - i, kw - 1 - j];
+      inits.push(int64Tensor(`start_${i}_${j}`, [2], [y0, x0]), int64Tensor(`end_${i}_${j}`, [2], [y0 + H, x0 + W]));
+      nodes.push(node('Slice', ['dyp', `start_${i}_${j}`, `end_${i}_${j}`, 'slice_axes'], [`tap_${i}_${j}`]));
+      taps.push(`tap_${i}_${j}`);
+    }
+  }
+  nodes.push(
+    node('Concat', taps, ['cols'], { axis: 3 }),
+    node('Reshape', ['cols', 'cols_shape'], ['cols_2d']),
+    node('Reshape', ['x', 'x_shape'], ['x_2d']),
+    node('Gemm', ['x_2d', 'cols_2d'], ['dw_2d'], { transA: 1 }),
+    node('Reshape', ['dw_2d', 'w_shape'], ['dw_cihwo']),
+    node('Transpose', ['dw_cihwo'], ['dw'], { perm: [1, 2, 0, 3] }),
+  );
+  return encodeModel({
+    name: 'conv2d_backprop_filter_nhwc_dy',
     nodes,
     initializers: inits,
     inputs: [valueInfo('x', xDims(c)), valueInfo('dy', yDims(c))],
@@ -207,8 +261,27 @@ export function registerOrtConv2D(kind: HostBackend): void {
     if (!f32(x, filter)) return null;
     const c = geometry(x.shape, filter.shape, a.strides, a.dilations, a.pad, a.dimRoundingMode, a.dataFormat);
     if (!c) return null;
-    const s = cached(`fwd ${geomKey(c)}`, () => forwardGraph(c));
+    const s = cached(`fwd ${geomKey(c)}`, () => forwardGraph(c, false));
     return runInto(kind, backend, s, { x, w: filter }, 'y', [c.batchSize, c.outHeight, c.outWidth, c.outChannels]);
+  });
+}
+
+/**
+ * FusedConv2D (tf.fused.conv2d) through onnxruntime when it is a convolution plus a per-channel bias
+ * (linear activation, no PReLU weights); other activations go to the stock kernel. Its gradient is
+ * tfjs's, through Conv2DBackpropInput and Conv2DBackpropFilter.
+ */
+export function registerOrtFusedConv2D(kind: HostBackend): void {
+  register(kind, 'FusedConv2D', ({ inputs, attrs, backend }) => {
+    const { x, filter, bias, preluActivationWeights } = inputs as { x: Info; filter: Info; bias?: Info; preluActivationWeights?: Info };
+    const a = attrs as unknown as { strides: [number, number]; pad: Pad; dataFormat: string; dilations: [number, number]; dimRoundingMode: Rounding; activation: string };
+    if (a.activation !== 'linear' || preluActivationWeights || !f32(x, filter)) return null;
+    const c = geometry(x.shape, filter.shape, a.strides, a.dilations, a.pad, a.dimRoundingMode, a.dataFormat);
+    if (!c) return null;
+    const outShape = [c.batchSize, c.outHeight, c.outWidth, c.outChannels];
+    if (!bias) return runInto(kind, backend, cached(`fwd ${geomKey(c)}`, () => forwardGraph(c, false)), { x, w: filter }, 'y', outShape);
+    if (bias.dtype !== 'float32' || bias.shape.length !== 1 || bias.shape[0] !== c.outChannels) return null;
+    return runInto(kind, backend, cached(`fwd+b ${geomKey(c)}`, () => forwardGraph(c, true)), { x, w: filter, b: bias }, 'y', outShape);
   });
 }
 
