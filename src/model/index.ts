@@ -3,6 +3,7 @@ import { outputChannels } from '../diffusion.js';
 import type { Recipe } from '../recipe.js';
 import { RecipeError } from '../errors.js';
 import { mlpNetwork } from './mlp.js';
+import { unetNetwork } from './unet.js';
 import type { Network } from './network.js';
 
 export type { Network } from './network.js';
@@ -16,5 +17,8 @@ export function createNetwork(model: Recipe['model'], dataShape: number[]): Netw
         throw new RecipeError('model.type', `mlp takes vector data of shape [D]; the dataset's examples have shape [${dataShape.join(', ')}] (use an image model)`);
       }
       return mlpNetwork({ type: 'mlp', ...model.mlp }, dataShape, outputChannels(model.parameterization, channels));
+    case 'unet':
+      // unetNetwork refuses non-image data (naming model.type) and sizes the levels cannot halve
+      return unetNetwork({ type: 'unet', ...model.unet }, dataShape, outputChannels(model.parameterization, channels));
   }
 }
