@@ -8,6 +8,7 @@ import { tf } from './tf.js';
 import { BackendUnavailableError } from './errors.js';
 import type { BackendName } from './recipe.js';
 import { ortAvailable } from './onnx/runtime.js';
+import { registerChainedAddN } from './kernels/addn.js';
 import { registerOrtMatMul } from './kernels/matmul.js';
 import { registerOrtConv2D, registerOrtConv2DBackpropFilter, registerOrtConv2DBackpropInput, registerOrtFusedConv2D } from './kernels/conv.js';
 import { registerSharedIdentity } from './kernels/identity.js';
@@ -38,16 +39,19 @@ export const optionalLoaders = {
   /** Creates a WebGPU adapter through Dawn (npm package `webgpu`); null if there is no GPU adapter. */
   async webgpu(): Promise<boolean> {
     let create: (opts: string[]) => { requestAdapter(o?: unknown): Promise<unknown | null> };
+    let globals: object;
     try {
       // through require, which honours NODE_PATH: on the GPU machine the package sits beside the bundle
-      ({ create } = req('webgpu') as { create: typeof create });
+      ({ create, globals } = req('webgpu') as { create: typeof create; globals: object });
     } catch (e) {
       throw new BackendUnavailableError(`backend "webgpu" is not available: the npm package "webgpu" could not be loaded (${(e as Error).message.split('\n')[0]})`);
     }
     const gpu = create([]);
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) return false;
-    // tfjs-backend-webgpu registers itself only if navigator.gpu exists when it is imported.
+    // tfjs-backend-webgpu registers itself only if navigator.gpu exists when it is imported, and it
+    // uses the WebGPU enums (GPUBufferUsage, GPUMapMode, …) as globals, as in a browser.
+    Object.assign(globalThis, globals);
     Object.defineProperty(globalThis, 'navigator', { value: { gpu, userAgent: 'node' }, configurable: true, writable: true });
     await import('@tensorflow/tfjs-backend-webgpu');
     return true;
@@ -111,6 +115,7 @@ export async function initBackend(name: BackendName): Promise<ResolvedBackend> {
   if (resolved === 'cpu') (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   await tf.ready();
   if ((resolved === 'wasm' || resolved === 'cpu') && nativeKernelsWanted()) registerHostKernels(resolved);
+  if (resolved === 'webgpu') registerChainedAddN('webgpu');
   current = resolved;
   return resolved;
 }

@@ -2,11 +2,11 @@
  * Building ONNX graphs with the protobuf classes of the npm package onnx-proto (no hand-encoded
  * bytes). Opset 17, IR version 8: what Debian's onnx 1.12 checker and current runtimes accept.
  */
-import { createRequire } from 'node:module';
+import onnxProto from 'onnx-proto';
 import type { onnx as OnnxNs } from 'onnx-proto';
 
-const req = createRequire(typeof __filename !== 'undefined' ? __filename : import.meta.url);
-export const onnx = (req('onnx-proto') as { onnx: typeof OnnxNs }).onnx;
+// A CommonJS package: imported (not required) so that bundles, the GPU machine's included, carry it.
+export const onnx = (onnxProto as unknown as { onnx: typeof OnnxNs }).onnx;
 
 export const OPSET = 17;
 export const IR_VERSION = 8;
