@@ -56,10 +56,12 @@ if (o.profile) {
       kernelFunc: (args) => {
         const t0 = performance.now();
         const out = inner(args);
-        const e = kernelMs.get(k.kernelName) ?? { ms: 0, calls: 0 };
+        // BENCH_SHAPES=1: one row per kernel and input shapes
+        const key = process.env.BENCH_SHAPES ? `${k.kernelName} ${Object.values(args.inputs).filter((t) => t).map((t) => `[${(t as tf.TensorInfo).shape.join(',')}]`).join(' ')} ${JSON.stringify(args.attrs ?? {}).slice(0, 60)}` : k.kernelName;
+        const e = kernelMs.get(key) ?? { ms: 0, calls: 0 };
         e.ms += performance.now() - t0;
         e.calls += 1;
-        kernelMs.set(k.kernelName, e);
+        kernelMs.set(key, e);
         return out;
       },
     });
@@ -89,9 +91,11 @@ try {
   const n = Number(o.steps);
   const times: number[] = [];
   for (let i = 0; i < n; i++) {
+    const faults = process.resourceUsage().minorPageFault;
     t0 = performance.now();
     step();
     times.push(performance.now() - t0);
+    if (process.env.BENCH_FAULTS) console.log(`  step ${i}: ${times[i]!.toFixed(0)} ms, ${process.resourceUsage().minorPageFault - faults} minor page faults, rss ${(process.memoryUsage().rss / 1e9).toFixed(2)} GB`);
   }
   times.sort((a, b) => a - b);
   console.log(`ms/step over ${n} steps: median ${times[n >> 1]!.toFixed(0)}, min ${times[0]!.toFixed(0)}, max ${times[n - 1]!.toFixed(0)}`);
@@ -99,7 +103,7 @@ try {
     const rows = [...kernelMs.entries()].sort((a, b) => b[1].ms - a[1].ms);
     const total = rows.reduce((a, [, e]) => a + e.ms, 0);
     console.log(`kernel time per step: ${(total / n).toFixed(0)} ms`);
-    for (const [k, e] of rows.slice(0, 25)) console.log(`  ${k.padEnd(28)} ${(e.ms / n).toFixed(1).padStart(8)} ms ${String(e.calls / n).padStart(5)} calls`);
+    for (const [k, e] of rows.slice(0, Number(process.env.BENCH_ROWS ?? 25))) console.log(`  ${k.padEnd(28)} ${(e.ms / n).toFixed(1).padStart(8)} ms ${String(e.calls / n).padStart(5)} calls`);
   }
 } catch (e) {
   console.log(`the training step failed: ${(e as Error).message.split("\n")[0]}`);

@@ -13,6 +13,8 @@ import { registerOrtMatMul } from './kernels/matmul.js';
 import { registerOrtConv2D, registerOrtConv2DBackpropFilter, registerOrtConv2DBackpropInput, registerOrtFusedConv2D } from './kernels/conv.js';
 import { registerSharedIdentity } from './kernels/identity.js';
 import { registerOrtGroupNorm } from './kernels/groupnorm.js';
+import { registerOrtSum } from './kernels/reduce.js';
+import { registerOrtConcat, registerOrtSplitV } from './kernels/split.js';
 
 export type ResolvedBackend = Exclude<BackendName, 'auto'>;
 
@@ -67,7 +69,7 @@ export function nativeKernelsWanted(): boolean {
 
 /** Which kernels halfstep replaced on the active backend (named in reports and logs). */
 export function kernelNote(): string {
-  return current === 'wasm' || current === 'cpu' ? (registered.has(current) ? 'MatMul, Conv2D and its gradients via onnxruntime' : 'stock tfjs kernels') : 'stock tfjs kernels';
+  return current === 'wasm' || current === 'cpu' ? (registered.has(current) ? 'MatMul, Conv2D (+ gradients), GroupNorm, Sum, Concat/Split via onnxruntime' : 'stock tfjs kernels') : 'stock tfjs kernels';
 }
 
 const registered = new Set<string>();
@@ -79,6 +81,9 @@ function registerHostKernels(kind: 'wasm' | 'cpu'): void {
   registerOrtConv2DBackpropFilter(kind);
   if (kind === 'wasm') registerSharedIdentity(kind);
   registerOrtGroupNorm(kind);
+  registerOrtSum(kind);
+  registerOrtConcat(kind);
+  registerOrtSplitV(kind);
   registered.add(kind);
 }
 

@@ -110,6 +110,8 @@ const KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackprop
 
 let reference: Result[];
 let gnReference: () => void = () => {};
+let sumReference: () => void = () => {};
+let concatReference: () => void = () => {};
 let fusedReference: Result[];
 let reluReference: Result;
 
@@ -126,6 +128,8 @@ beforeAll(async () => {
   fusedReference = cases.map((c, i) => computeFused(c, data[i]!));
   reluReference = computeFused(cases[1]!, data[1]!, 'relu');
   gnReference();
+  sumReference();
+  concatReference();
 });
 
 describe.each(['wasm', 'cpu'] as const)('Conv2D and its gradients through onnxruntime on %s', (backend) => {
@@ -264,4 +268,86 @@ test('wasm: Identity (every tensor a gradient saves) shares memory instead of co
   const s = (v: number) => 1 / (1 + Math.exp(-v));
   const expected = [0.5, -1].map((v) => s(v) + v * s(v) * (1 - s(v)));
   Array.from(g.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 5));
+});
+
+describe('Sum over a contiguous block of axes through onnxruntime', () => {
+  const sumCases: { shape: number[]; axis: number | number[]; keepDims: boolean }[] = [
+    { shape: [4, 16, 16, 32], axis: [0, 1, 2], keepDims: false },
+    { shape: [4, 16, 16, 32], axis: [1, 2], keepDims: true },
+    { shape: [4, 16, 16, 32], axis: -1, keepDims: false },
+    { shape: [20000], axis: 0, keepDims: false },
+    { shape: [3, 7, 1000], axis: [2, 1], keepDims: false },
+    { shape: [64, 2, 14, 2, 8], axis: [1, 3], keepDims: false }, // not contiguous: stock kernel
+    { shape: [5, 6], axis: [0], keepDims: false }, // small: stock kernel
+  ];
+  const sumRng = new Rng(77);
+  const sumData = sumCases.map((c) => sumRng.normals(c.shape.reduce((a, b) => a * b, 1)));
+  const run = () =>
+    sumCases.map((c, i) =>
+      tf.tidy(() => {
+        const x = tf.tensor(sumData[i]!, c.shape);
+        const y = tf.sum(x, c.axis, c.keepDims);
+        return { shape: y.shape, values: y.dataSync() as Float32Array };
+      }),
+    );
+  let ref: { shape: number[]; values: Float32Array }[];
+  sumReference = () => {
+    expect(isOurs('Sum', 'cpu')).toBe(false);
+    ref = run();
+  };
+  for (const backend of ['wasm', 'cpu'] as const) {
+    test(`${backend}: values and shapes agree with the stock cpu Sum to 1e-5`, async () => {
+      await initBackend(backend);
+      expect(isOurs('Sum', backend)).toBe(true);
+      run().forEach((o, i) => {
+        expect(o.shape, JSON.stringify(sumCases[i])).toEqual(ref[i]!.shape);
+        expect(relErr(o.values, ref[i]!.values), JSON.stringify(sumCases[i])).toBeLessThan(1e-5);
+      });
+      const ints = tf.sum(tf.tensor([1, 2, 3], [3], 'int32'));
+      expect(ints.dtype).toBe('int32');
+      expect(ints.dataSync()[0]).toBe(6);
+    });
+  }
+});
+
+describe('Concat and SplitV through onnxruntime', () => {
+  const shapes: { parts: number[][]; axis: number }[] = [
+    { parts: [[4, 12, 12, 32], [4, 12, 12, 16]], axis: 3 },
+    { parts: [[4, 12, 12, 8], [4, 12, 12, 8], [4, 12, 12, 24]], axis: -1 },
+    { parts: [[2, 30, 300], [2, 10, 300]], axis: 1 },
+    { parts: [[20000], [5000]], axis: 0 },
+    { parts: [[3, 4], [3, 2]], axis: 1 }, // small: stock kernels
+  ];
+  const cRng = new Rng(78);
+  const cData = shapes.map((c) => c.parts.map((s) => cRng.normals(s.reduce((a, b) => a * b, 1))));
+  /** concat of the parts, its gradient under a random weighting (a SplitV), and a direct split of the concatenation. */
+  const run = () =>
+    shapes.map((c, i) =>
+      tf.tidy(() => {
+        const xs = c.parts.map((s, k) => tf.tensor(cData[i]![k]!, s));
+        const y = tf.concat(xs, c.axis);
+        const r = tf.tensor(Float32Array.from({ length: y.size }, (_, k) => Math.sin(k)), y.shape);
+        const gs = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(tf.concat(a, c.axis), r)))(xs);
+        const parts = tf.split(y, c.parts.map((s) => s.at(c.axis)!), c.axis);
+        return [y, ...gs, ...parts].map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array }));
+      }),
+    );
+  let ref: ReturnType<typeof run>;
+  concatReference = () => {
+    expect(isOurs('Concat', 'cpu')).toBe(false);
+    ref = run();
+  };
+  for (const backend of ['wasm', 'cpu'] as const) {
+    test(`${backend}: concatenation, its gradient and splits equal the stock cpu kernels exactly`, async () => {
+      await initBackend(backend);
+      expect(isOurs('Concat', backend)).toBe(true);
+      expect(isOurs('SplitV', backend)).toBe(true);
+      run().forEach((o, i) =>
+        o.forEach((t, k) => {
+          expect(t.shape, `${JSON.stringify(shapes[i])} #${k}`).toEqual(ref[i]![k]!.shape);
+          expect(Array.from(t.values), `${JSON.stringify(shapes[i])} #${k}`).toEqual(Array.from(ref[i]![k]!.values));
+        }),
+      );
+    });
+  }
 });

@@ -15,7 +15,7 @@
  *   Backward with ga = dy·σ(a)·(1 + a·(1 − σ(a))) (SiLU) or dy:
  *   dβ = Σ ga, dγ = Σ ga·x̂ (over n, h, w), d = ga·γ,
  *   dx = rstd·(d − mean_g(d) − x̂·mean_g(d·x̂)).
- * Group means are two reductions, over H·W on [n, H·W, C] and then over C/G on [n, G, C/G], which
+ * Group sums are two reductions, over H·W on [n, H·W, C] and then over C/G on [n, G, C/G], which
  * onnxruntime runs on contiguous axes.
  */
 import { tf } from '../tf.js';
@@ -58,11 +58,6 @@ class G {
   reshape(x: string, shape: number[], out?: string): string {
     return this.op('Reshape', [x, this.ints(shape)], {}, out);
   }
-  /** Mean over each (n, group) of t viewed as [n, HW, C]: [n, G]. */
-  groupMean(t: string, hw: number, c: number, groups: number): string {
-    const perChannel = this.op('ReduceMean', [this.reshape(t, [0, hw, c])], { axes: [1], keepdims: 0 });
-    return this.op('ReduceMean', [this.reshape(perChannel, [0, groups, c / groups])], { axes: [2], keepdims: 0 });
-  }
 }
 
 interface Geometry {
@@ -76,26 +71,46 @@ function io(names: [string, Dim[]][]) {
   return names.map(([n, d]) => valueInfo(n, d));
 }
 
-/** x̂ as [n, HW, G, C/G] from x and the statistics. */
-function normalized(g: G, k: Geometry, x: string, mean: string, rstd: string): string {
-  const x4 = g.reshape(x, [0, k.h * k.w, k.groups, k.c / k.groups]);
-  const d = g.op('Sub', [x4, g.reshape(mean, [0, 1, k.groups, 1])]);
-  return g.op('Mul', [d, g.reshape(rstd, [0, 1, k.groups, 1])]);
+/*
+ * Both graphs keep the big tensors as [n, HW, G, C/G] and fold the per-group statistics and the
+ * per-channel γ, β into small [n, 1, G, C/G] coefficients, so that each big elementwise op is one
+ * pass: forward 7 ops (4 written), backward 10 to 14.
+ */
+
+/** [n, 1, G, 1] view of per-group statistics [n, G]. */
+function perGroup(g: G, k: Geometry, t: string): string {
+  return g.reshape(t, [0, 1, k.groups, 1]);
+}
+
+/** [1, 1, G, C/G] view of a per-channel vector [C]. */
+function perChannel(g: G, k: Geometry, t: string): string {
+  return g.reshape(t, [1, 1, k.groups, k.c / k.groups]);
+}
+
+/** Σ over H·W of t [n, HW, G, C/G], as [n, G, C/G] (`square`: of t²). */
+function sumHW(g: G, k: Geometry, t: string, square = false): string {
+  const s = g.op(square ? 'ReduceSumSquare' : 'ReduceSum', square ? [g.reshape(t, [0, k.h * k.w, k.c])] : [g.reshape(t, [0, k.h * k.w, k.c]), g.ints([1])], square ? { axes: [1], keepdims: 0 } : { keepdims: 0 });
+  return g.reshape(s, [0, k.groups, k.c / k.groups]);
+}
+
+/** Σ over the channels of each group of t [n, G, C/G]: [n, G]. */
+function sumGroup(g: G, t: string): string {
+  return g.op('ReduceSum', [t, g.ints([2])], { keepdims: 0 });
 }
 
 function forwardGraph(k: Geometry, a: GroupNormAttrs): Uint8Array {
   const g = new G();
-  const hw = k.h * k.w;
-  const mean = g.groupMean('x', hw, k.c, k.groups);
-  const x4 = g.reshape('x', [0, hw, k.groups, k.c / k.groups]);
-  const d = g.op('Sub', [x4, g.reshape(mean, [0, 1, k.groups, 1])]);
-  const variance = g.groupMean(g.op('Mul', [d, d]), hw, k.c, k.groups);
-  const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [variance, g.float(a.eps)])])]);
-  const xhat = g.reshape(g.op('Mul', [d, g.reshape(rstd, [0, 1, k.groups, 1])]), [0, k.h, k.w, k.c]);
-  const affine = g.op('Add', [g.op('Mul', [xhat, 'gamma']), 'beta'], {}, a.silu ? undefined : 'y');
-  if (a.silu) g.op('Mul', [affine, g.op('Sigmoid', [affine])], {}, 'y');
-  g.op('Identity', [mean], {}, 'mean');
-  g.op('Identity', [rstd], {}, 'rstd');
+  const count = k.h * k.w * (k.c / k.groups);
+  const x4 = g.reshape('x', [0, k.h * k.w, k.groups, k.c / k.groups]);
+  g.op('Mul', [sumGroup(g, sumHW(g, k, x4)), g.float(1 / count)], {}, 'mean');
+  const d = g.op('Sub', [x4, perGroup(g, k, 'mean')]);
+  const variance = g.op('Mul', [sumGroup(g, sumHW(g, k, d, true)), g.float(1 / count)]);
+  g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [variance, g.float(a.eps)])])], {}, 'rstd');
+  // a = γ·x̂ + β = d·(rstd·γ) + β
+  const scale = g.op('Mul', [perGroup(g, k, 'rstd'), perChannel(g, k, 'gamma')]);
+  const act = g.op('Add', [g.op('Mul', [d, scale]), perChannel(g, k, 'beta')]);
+  const y = a.silu ? g.op('Mul', [act, g.op('Sigmoid', [act])]) : act;
+  g.reshape(y, [0, k.h, k.w, k.c], 'y');
   return encodeModel({
     name: 'group_norm_nhwc',
     nodes: g.nodes,
@@ -105,28 +120,42 @@ function forwardGraph(k: Geometry, a: GroupNormAttrs): Uint8Array {
   });
 }
 
+/**
+ * With d = x − μ (so x̂ = rstd·d), S1 = Σ_hw ga and Sd = Σ_hw ga·d per (n, c):
+ *   dβ = Σ_n S1, dγ = Σ_n rstd·Sd, m1 = mean_g(γ·ga) = Σ_{c∈g} γ·S1 / N, m2 = mean_g(γ·ga·x̂) = rstd·Σ_{c∈g} γ·Sd / N,
+ *   dx = rstd·(γ·ga − m1 − x̂·m2) = ga·(rstd·γ) + d·(−rstd²·m2) − rstd·m1.
+ */
 function backwardGraph(k: Geometry, a: GroupNormAttrs): Uint8Array {
   const g = new G();
-  const hw = k.h * k.w;
-  const xhat4 = normalized(g, k, 'x', 'mean', 'rstd');
-  const xhat = g.reshape(xhat4, [0, k.h, k.w, k.c]);
-  let ga = 'dy';
+  const [hw, cg] = [k.h * k.w, k.c / k.groups];
+  const count = hw * cg;
+  const x4 = g.reshape('x', [0, hw, k.groups, cg]);
+  const dy4 = g.reshape('dy', [0, hw, k.groups, cg]);
+  const rstd4 = perGroup(g, k, 'rstd');
+  const d = g.op('Sub', [x4, perGroup(g, k, 'mean')]);
+  const scale = g.op('Mul', [rstd4, perChannel(g, k, 'gamma')]);
+  let ga = dy4;
   if (a.silu) {
-    const act = g.op('Add', [g.op('Mul', [xhat, 'gamma']), 'beta']);
+    const act = g.op('Add', [g.op('Mul', [d, scale]), perChannel(g, k, 'beta')]);
     const s = g.op('Sigmoid', [act]);
     const one = g.float(1);
     // d/da [a·σ(a)] = σ(a)·(1 + a·(1 − σ(a)))
     const slope = g.op('Mul', [s, g.op('Add', [one, g.op('Mul', [act, g.op('Sub', [one, s])])])]);
-    ga = g.op('Mul', ['dy', slope]);
+    ga = g.op('Mul', [dy4, slope]);
   }
+  const s1 = sumHW(g, k, ga); // [n, G, C/G]
+  const sd = sumHW(g, k, g.op('Mul', [ga, d]));
+  const rstd3 = g.reshape('rstd', [0, k.groups, 1]);
+  const gamma3 = g.reshape('gamma', [1, k.groups, cg]);
   const rows = (t: string) => g.reshape(t, [-1, k.c]);
-  g.op('ReduceSum', [rows(ga), g.ints([0])], { keepdims: 0 }, 'dbeta');
-  g.op('ReduceSum', [rows(g.op('Mul', [ga, xhat])), g.ints([0])], { keepdims: 0 }, 'dgamma');
-  const d = g.reshape(g.op('Mul', [ga, 'gamma']), [0, hw, k.groups, k.c / k.groups]);
-  const m1 = g.reshape(g.groupMean(d, hw, k.c, k.groups), [0, 1, k.groups, 1]);
-  const m2 = g.reshape(g.groupMean(g.op('Mul', [d, xhat4]), hw, k.c, k.groups), [0, 1, k.groups, 1]);
-  const inner = g.op('Sub', [g.op('Sub', [d, m1]), g.op('Mul', [xhat4, m2])]);
-  g.reshape(g.op('Mul', [inner, g.reshape('rstd', [0, 1, k.groups, 1])]), [0, k.h, k.w, k.c], 'dx');
+  g.op('ReduceSum', [rows(s1), g.ints([0])], { keepdims: 0 }, 'dbeta');
+  g.op('ReduceSum', [rows(g.op('Mul', [sd, rstd3])), g.ints([0])], { keepdims: 0 }, 'dgamma');
+  const m1 = g.op('Mul', [sumGroup(g, g.op('Mul', [s1, gamma3])), g.float(1 / count)]); // [n, G]
+  const m2 = g.op('Mul', [g.op('Mul', [sumGroup(g, g.op('Mul', [sd, gamma3])), g.float(1 / count)]), 'rstd']);
+  const p = g.op('Neg', [g.op('Mul', [g.op('Mul', ['rstd', 'rstd']), m2])]);
+  const q = g.op('Neg', [g.op('Mul', ['rstd', m1])]);
+  const dx = g.op('Add', [g.op('Add', [g.op('Mul', [ga, scale]), g.op('Mul', [d, perGroup(g, k, p)])]), perGroup(g, k, q)]);
+  g.reshape(dx, [0, k.h, k.w, k.c], 'dx');
   return encodeModel({
     name: 'group_norm_nhwc_grad',
     nodes: g.nodes,

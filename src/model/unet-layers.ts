@@ -101,9 +101,15 @@ export function attention(ps: ParamSet, name: string, x: T, groups: number, head
   const L = H * W;
   const d = C / heads;
   const h = tf.reshape(groupNormAct(ps, `${name}.norm`, x, groups, false), [B * L, C]);
-  const qkv = dense(ps, `${name}.qkv`, h);
-  const split = (i: number) => tf.reshape(tf.transpose(tf.reshape(tf.slice(qkv, [0, i * C], [B * L, C]), [B, L, heads, d]), [0, 2, 1, 3]), [B * heads, L, d]);
-  const [q, k, v] = [split(0), split(1), split(2)];
+  // q, k and v from column blocks of the one `qkv` weight: slicing the [C, 3C] weight, not the [B·L, 3C]
+  // activation, keeps large strided slices (and their padding gradients) out of the step
+  const w = ps.get(`${name}.qkv.w`);
+  const b = ps.get(`${name}.qkv.b`);
+  const project = (i: number) => {
+    const y = tf.add(tf.matMul(h, tf.slice(w, [0, i * C], [C, C])), tf.slice(b, [i * C], [C]));
+    return tf.reshape(tf.transpose(tf.reshape(y, [B, L, heads, d]), [0, 2, 1, 3]), [B * heads, L, d]);
+  };
+  const [q, k, v] = [project(0), project(1), project(2)];
   const weights = tf.softmax(tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d)));
   const o = tf.reshape(tf.transpose(tf.reshape(tf.matMul(weights, v), [B, heads, L, d]), [0, 2, 1, 3]), [B * L, C]);
   return tf.add(x, tf.reshape(dense(ps, `${name}.proj`, o), [B, H, W, C]));
