@@ -73,7 +73,7 @@ export function kernelNote(): string {
 }
 
 const registered = new Set<string>();
-function registerHostKernels(kind: 'wasm' | 'cpu'): void {
+export function registerHostKernels(kind: 'wasm' | 'cpu'): void {
   registerOrtMatMul(kind);
   registerOrtConv2D(kind);
   registerOrtFusedConv2D(kind);
