@@ -114,6 +114,7 @@ export async function initBackend(name: BackendName): Promise<ResolvedBackend> {
       await optionalLoaders.tensorflow();
       break;
   }
+  applyFlagOverrides();
   const ok = await quietly(() => tf.setBackend(tfName(resolved)));
   if (!ok) throw new BackendUnavailableError(`backend "${resolved}" failed to initialise`);
   // tfjs-backend-cpu prints a banner recommending tfjs-node on its first tensor (console.warn, after quietly() returned)
@@ -123,6 +124,23 @@ export async function initBackend(name: BackendName): Promise<ResolvedBackend> {
   if (resolved === 'webgpu') registerChainedAddN('webgpu');
   current = resolved;
   return resolved;
+}
+
+/**
+ * tfjs flags from the environment, e.g. HALFSTEP_TF_FLAGS='{"WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE": 64}',
+ * for experiments with a backend's settings without code changes.
+ */
+function applyFlagOverrides(): void {
+  const text = process.env.HALFSTEP_TF_FLAGS;
+  if (!text) return;
+  let flags: unknown;
+  try {
+    flags = JSON.parse(text);
+  } catch {
+    throw new BackendUnavailableError(`HALFSTEP_TF_FLAGS is not JSON: ${text}`);
+  }
+  if (!flags || typeof flags !== 'object' || Array.isArray(flags)) throw new BackendUnavailableError(`HALFSTEP_TF_FLAGS must be a JSON object of tfjs flags; got ${text}`);
+  tf.env().setFlags(flags as Parameters<ReturnType<typeof tf.env>["setFlags"]>[0]);
 }
 
 /** auto: tensorflow if the user installed tfjs-node(-gpu), else webgpu if a GPU adapter is found, else wasm. */
