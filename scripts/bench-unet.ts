@@ -1,8 +1,10 @@
 // Times one UNet training step (forward, backward, Adam) on random data, optionally with a per-kernel profile.
 //   node scripts/build.mjs scripts/bench-unet.ts
 //   node dist/scripts/bench-unet.js [--backend wasm] [--size 28] [--batch 64] [--channels 32] [--mults 1,2]
-//        [--blocks 2] [--attn 14] [--steps 5] [--profile]
-// HALFSTEP_NATIVE_KERNELS=0 gives the stock tfjs kernels.
+//        [--blocks 2] [--attn 14] [--steps 5] [--profile] [--kernels filter,conv,matmul,...]
+// HALFSTEP_NATIVE_KERNELS=0 gives the stock tfjs kernels; with it, --kernels registers only the named
+// halfstep kernel groups on top of them (an ablation): filter (Conv2DBackpropFilter), conv (Conv2D,
+// FusedConv2D, Conv2DBackpropInput), matmul, identity, groupnorm, sum, split (Concat, SplitV).
 import { parseArgs } from 'node:util';
 import { initBackend, kernelNote } from '../src/backend.js';
 import { tf } from '../src/tf.js';
@@ -10,6 +12,12 @@ import { unetNetwork } from '../src/model/unet.js';
 import { Rng } from '../src/rng.js';
 import { Adam } from '../src/optim.js';
 import { predictX, scheduleTensors, weightedXLoss } from '../src/diffusion.js';
+import { registerOrtConv2D, registerOrtConv2DBackpropFilter, registerOrtConv2DBackpropInput, registerOrtFusedConv2D } from '../src/kernels/conv.js';
+import { registerOrtMatMul } from '../src/kernels/matmul.js';
+import { registerSharedIdentity } from '../src/kernels/identity.js';
+import { registerOrtGroupNorm } from '../src/kernels/groupnorm.js';
+import { registerOrtSum } from '../src/kernels/reduce.js';
+import { registerOrtConcat, registerOrtSplitV } from '../src/kernels/split.js';
 
 const { values: o } = parseArgs({
   options: {
@@ -24,10 +32,24 @@ const { values: o } = parseArgs({
     dropout: { type: 'string', default: '0' },
     steps: { type: 'string', default: '5' },
     profile: { type: 'boolean', default: false },
+    kernels: { type: 'string', default: '' },
   },
 });
 const backend = o.backend as 'wasm' | 'cpu';
 await initBackend(backend);
+const groups: Record<string, () => void> = {
+  filter: () => registerOrtConv2DBackpropFilter(backend),
+  conv: () => (registerOrtConv2D(backend), registerOrtFusedConv2D(backend), registerOrtConv2DBackpropInput(backend)),
+  matmul: () => registerOrtMatMul(backend),
+  identity: () => backend === 'wasm' && registerSharedIdentity(backend),
+  groupnorm: () => registerOrtGroupNorm(backend),
+  sum: () => registerOrtSum(backend),
+  split: () => (registerOrtConcat(backend), registerOrtSplitV(backend)),
+};
+for (const k of o.kernels.split(',').filter(Boolean)) {
+  if (!groups[k]) throw new Error(`--kernels: unknown group ${k}; known: ${Object.keys(groups).join(', ')}`);
+  groups[k]!();
+}
 const S = Number(o.size);
 const B = Number(o.batch);
 const cfg = {
@@ -43,7 +65,7 @@ const cfg = {
 };
 const net = unetNetwork(cfg, [S, S, 1], 1);
 const ps = net.init(new Rng(1));
-console.log(`backend ${backend} (${kernelNote()}); ${S}×${S}×1, batch ${B}, ${JSON.stringify(cfg)}; ${ps.count()} parameters`);
+console.log(`backend ${backend} (${o.kernels ? `stock + halfstep ${o.kernels}` : kernelNote()}); ${S}×${S}×1, batch ${B}, ${JSON.stringify(cfg)}; ${ps.count()} parameters`);
 
 // Per-kernel wall time: wrap every kernel of the backend (kernels on cpu and wasm are synchronous).
 const kernelMs = new Map<string, { ms: number; calls: number }>();
