@@ -14,6 +14,7 @@ import { registerRunCommands } from './commands/run.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerSampleCommand } from './commands/sample.js';
 import { registerExportCommand } from './commands/export.js';
+import { registerServeCommand } from './commands/serve.js';
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('halfstep')
@@ -26,6 +27,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerDataCommands(program, ctx);
   registerSampleCommand(program, ctx);
   registerExportCommand(program, ctx);
+  registerServeCommand(program, ctx);
   for (const c of program.commands) propagate(c);
   return program;
 }

@@ -54,3 +54,41 @@ export class ParityError extends ExportError {
     super(message);
   }
 }
+
+/**
+ * `halfstep serve`: a request the server turns away or cannot finish. `status` is the HTTP status it
+ * is answered with; `field` names the request field at fault, where there is one.
+ */
+export class ServeError extends HalfstepError {
+  constructor(message: string, readonly status: number, readonly field?: string) {
+    super(message);
+  }
+}
+
+/** A request that is well-formed JSON but asks for something this server cannot do (HTTP 400). */
+export class RequestError extends ServeError {
+  constructor(field: string, message: string) {
+    super(message, 400, field);
+  }
+}
+
+/** The request queue is full (HTTP 503 with Retry-After). */
+export class QueueFullError extends ServeError {
+  constructor(readonly queued: number, readonly retryAfterSeconds: number) {
+    super(`the request queue is full (${queued} waiting); retry in ${retryAfterSeconds} s`, 503);
+  }
+}
+
+/** A request waited and ran longer than the per-request timeout (HTTP 504). */
+export class RequestTimeoutError extends ServeError {
+  constructor(readonly timeoutMs: number) {
+    super(`the request did not finish within ${timeoutMs} ms`, 504);
+  }
+}
+
+/** The server is draining for shutdown and takes no new work (HTTP 503). */
+export class ShuttingDownError extends ServeError {
+  constructor() {
+    super('the server is shutting down', 503);
+  }
+}
