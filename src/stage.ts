@@ -33,13 +33,20 @@ export interface Job {
   stopAfter?: number;
 }
 
-/** The recipe sections that change what training computes; a resume must match them. */
-export function trainingSections(r: Recipe): Partial<Recipe> {
-  return { seed: r.seed, data: r.data, model: r.model, train: r.train, distill: r.distill };
+/**
+ * The recipe sections that change what a stage computes; a checkpoint is reused or resumed only if
+ * they match. The teacher does not depend on distill.*; no student depends on distill.end_steps, so a
+ * run can be extended to fewer steps later (64 → 4 now, → 1 next time) without redoing its rounds.
+ */
+export function trainingSections(r: Recipe, stage: CheckpointStage): Partial<Recipe> {
+  const base = { seed: r.seed, data: r.data, model: r.model, train: r.train };
+  if (stage === 'teacher') return base;
+  const { end_steps: _unused, ...distill } = r.distill;
+  return { ...base, distill: distill as Recipe['distill'] };
 }
 
-export function trainingHash(r: Recipe): string {
-  return recipeHash(trainingSections(r) as Recipe);
+export function trainingHash(r: Recipe, stage: CheckpointStage): string {
+  return recipeHash(trainingSections(r, stage) as Recipe);
 }
 
 /** Keys whose values differ between two recipes' training sections, for error messages. */
@@ -52,8 +59,8 @@ export function differingKeys(a: unknown, b: unknown, path = ''): string[] {
 }
 
 export function checkSameTraining(meta: CheckpointMeta, r: Recipe, path: string): void {
-  if (meta.trainingHash === trainingHash(r)) return;
-  const diff = differingKeys(trainingSections(meta.recipe), trainingSections(r));
+  if (meta.trainingHash === trainingHash(r, meta.stage)) return;
+  const diff = differingKeys(trainingSections(meta.recipe, meta.stage), trainingSections(r, meta.stage));
   throw new UsageError(`${path} was made with a different recipe (differs at: ${diff.join(', ') || 'unknown'}); use the same recipe and --set overrides, or another --out`);
 }
 
@@ -81,7 +88,7 @@ export function baseMeta(job: Job, stage: CheckpointStage, steps: number, round:
     round,
     total,
     recipe: job.recipe,
-    trainingHash: trainingHash(job.recipe),
+    trainingHash: trainingHash(job.recipe, stage),
     dataset: { name: job.dataset.name, shape: job.dataset.shape, range: job.dataset.range },
     backend: job.backend,
   };

@@ -150,6 +150,22 @@ describe('resume and failure', () => {
     expect(r.err).toMatch(/different recipe \(differs at: train\.lr\)/);
   });
 
+  test('a run distilled to 2 steps can be extended to 1 step later without redoing its rounds', async () => {
+    const d = tmp();
+    expect((await cli(['run', ...tinyArgs(d, ['--set', 'distill.end_steps=2']), '--quiet'])).code).toBe(0);
+    const before = tensorsOf(join(d, 'run', 'checkpoints', 'student-2.ckpt'));
+    const r = await cli(['run', ...tinyArgs(d)]);
+    expect(r.code).toBe(0);
+    expect(r.err).not.toMatch(/round 1: 8 → 4/);
+    expect(r.err).not.toMatch(/round 2: 4 → 2/);
+    expect(r.err).toMatch(/round 3: 2 → 1 steps/);
+    expect(tensorsOf(join(d, 'run', 'checkpoints', 'student-2.ckpt'))).toEqual(before);
+    // a changed distillation setting is not silently mixed with the finished rounds
+    const changed = await cli(['run', ...tinyArgs(d, ['--set', 'distill.lr=0.01'])]);
+    expect(changed.code).toBe(2);
+    expect(changed.err).toMatch(/student-4\.ckpt was made with a different recipe \(differs at: distill\.lr\)/);
+  });
+
   test('a NaN loss stops the run with a clear error and leaves the last good checkpoint intact', async () => {
     const d = tmp();
     const r = await cli(['run', ...tinyArgs(d, ['--set', 'train.lr=1e6', '--set', 'train.warmup=0', '--set', 'train.checkpoint_every=1'])]);
