@@ -5,18 +5,7 @@ import { Rng } from '../src/rng.js';
 import { ParamSet } from '../src/model/params.js';
 import { groupNormAct } from '../src/model/unet-layers.js';
 import { fusedGroupNormAvailable } from '../src/kernels/groupnorm.js';
-
-/** Max relative error max|a − b| / max|b|. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  let s = 0;
-  for (let i = 0; i < b.length; i++) {
-    m = Math.max(m, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return m / s;
-}
+import { relErr } from './helpers.js';
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
 interface Case {

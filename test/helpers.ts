@@ -39,3 +39,15 @@ export const TINY = 'test/fixtures/tiny.yaml';
 export function tinyArgs(dir: string, extra: string[] = []): string[] {
   return [TINY, '--out', join(dir, 'run'), '--set', `data.path=${join(dir, 'moons.arrow')}`, ...extra];
 }
+
+/** Max relative error max|a − b| / max|b| (the lengths must match). */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`relErr: lengths differ (${a.length} vs ${b.length})`);
+  let m = 0;
+  let s = 0;
+  for (let i = 0; i < b.length; i++) {
+    m = Math.max(m, Math.abs(a[i]! - b[i]!));
+    s = Math.max(s, Math.abs(b[i]!));
+  }
+  return m / s;
+}

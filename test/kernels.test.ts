@@ -3,17 +3,7 @@ import { tf } from '../src/tf.js';
 import { initBackend } from '../src/backend.js';
 import { registerOrtMatMul } from '../src/kernels/matmul.js';
 import { Rng } from '../src/rng.js';
-
-/** Max relative error |a − b| / max|b|. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  let s = 0;
-  for (let i = 0; i < b.length; i++) {
-    m = Math.max(m, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return m / s;
-}
+import { relErr } from './helpers.js';
 
 describe('MatMul through onnxruntime agrees with a plain reference', () => {
   const rng = new Rng(9);

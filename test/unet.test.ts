@@ -10,6 +10,7 @@ import type { ParamSet } from '../src/model/params.js';
 import { Adam } from '../src/optim.js';
 import { parseRecipe, type Recipe } from '../src/recipe.js';
 import { RecipeError } from '../src/errors.js';
+import { relErr } from './helpers.js';
 
 const tiny: UnetConfig = {
   type: 'unet',
@@ -22,16 +23,6 @@ const tiny: UnetConfig = {
   emb_dim: 8,
   heads: 2,
 };
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  let s = 0;
-  for (let i = 0; i < b.length; i++) {
-    m = Math.max(m, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return m / s;
-}
 
 /** Replace every weight by small random values, so that the zero-initialised layers take part. */
 function randomize(ps: ParamSet, seed: number): void {
