@@ -7,7 +7,7 @@ import { initBackend } from '../src/backend.js';
 import { QueueFullError, RequestTimeoutError, ShuttingDownError } from '../src/errors.js';
 import { ExportedModel, sampleExported } from '../src/export/onnxfile.js';
 import { OnnxGraphBuilder } from '../src/onnx/graph.js';
-import { encodeModel } from '../src/onnx/proto.js';
+import { encodeModel, onnx as onnxProto } from '../src/onnx/proto.js';
 import { Rng } from '../src/rng.js';
 import { findModels } from '../src/serve/models.js';
 import { Scheduler, type Clock, type SchedulerOptions } from '../src/serve/scheduler.js';
@@ -370,6 +370,23 @@ describe('halfstep serve', () => {
     const missing = await fetch(`${u}/v1/models/student-9/model.onnx`);
     expect(missing.status).toBe(404);
     expect(await json(missing)).toMatchObject({ field: 'id' });
+  });
+
+  test('GET /v1/models/:id/browser.onnx: the float32 variant for onnxruntime-web, close to the exported file', async () => {
+    const r = await fetch(`${u}/v1/models/student-4/browser.onnx`);
+    expect(r.status).toBe(200);
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    const m = onnxProto.ModelProto.decode(bytes);
+    expect(m.graph!.initializer!.filter((t) => t.dataType !== 1 && t.dataType !== 7)).toEqual([]);
+    expect(m.graph!.node!.filter((n) => n.opType === 'Cast').map((n) => Number(n.attribute![0]!.i))).not.toContain(11);
+    expect(m.metadataProps!.find((p) => p.key === 'halfstep.variant')?.value).toMatch(/float32/);
+    const variant = new ExportedModel('browser.onnx', bytes);
+    const noise = new Rng(3).normals(2 * 256);
+    const got = variant.sample(noise.slice());
+    const want = new ExportedModel(onnx(4)).sample(noise);
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+    expect(worst).toBeLessThan(1e-3);
   });
 
   test('GET / is the page; onnxruntime-web comes from node_modules under /ort/, nothing else does', async () => {

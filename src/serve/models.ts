@@ -21,6 +21,8 @@ import { Worker } from 'node:worker_threads';
 import { HalfstepError, UsageError } from '../errors.js';
 import type { GraphKind } from '../export/graphs.js';
 import { readOnnxInfo, type OnnxFileInfo } from '../export/onnxfile.js';
+import { DOUBLE, FLOAT } from '../onnx/graph.js';
+import { onnx } from '../onnx/proto.js';
 import { alphaSigma, logsnr, timeGrid } from '../schedule.js';
 
 const req = createRequire(typeof __filename !== 'undefined' ? __filename : import.meta.url);
@@ -312,4 +314,37 @@ export class ModelSet {
 /** The file name a model's ONNX file is offered under (e.g. to the browser). */
 export function modelFileName(m: ServedModel): string {
   return basename(m.found.file);
+}
+
+/**
+ * The model for browsers: the exported graph with its float64 parts (the log-SNR embedding's exp,
+ * arctan, sin and cos, see src/onnx/layers.ts inDouble) computed in float32 instead. onnxruntime-web
+ * has no float64 kernels (its WebAssembly build lacks even Cast to double, and WebGPU has no f64), so
+ * the exported file cannot load there as it is. The samples then differ from the server's by float32
+ * rounding in the embedding; the page shows by how much.
+ */
+export function float32Variant(bytes: Uint8Array): Uint8Array {
+  const m = onnx.ModelProto.decode(bytes);
+  const g = m.graph!;
+  for (const n of g.node ?? []) {
+    if (n.opType !== 'Cast') continue;
+    for (const a of n.attribute ?? []) if (a.name === 'to' && Number(a.i) === DOUBLE) a.i = FLOAT;
+  }
+  for (const t of g.initializer ?? []) {
+    if (t.dataType !== DOUBLE) continue;
+    const raw = t.rawData && t.rawData.length > 0 ? t.rawData : null;
+    const values = raw ? new Float64Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)) : Float64Array.from(t.doubleData ?? []);
+    const f = Float32Array.from(values);
+    t.dataType = FLOAT;
+    t.doubleData = [];
+    t.rawData = new Uint8Array(f.buffer);
+  }
+  for (const v of [...(g.input ?? []), ...(g.output ?? []), ...(g.valueInfo ?? [])]) {
+    const tt = v.type?.tensorType;
+    if (tt && tt.elemType === DOUBLE) tt.elemType = FLOAT;
+  }
+  const metadata = m.metadataProps ?? [];
+  metadata.push(onnx.StringStringEntryProto.create({ key: 'halfstep.variant', value: 'float32 (for onnxruntime-web: the float64 parts computed in float32)' }));
+  m.metadataProps = metadata;
+  return onnx.ModelProto.encode(m).finish();
 }

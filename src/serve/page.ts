@@ -123,6 +123,11 @@ function draw(canvas, values, n, shape, range) {
     canvas.width = S; canvas.height = S;
     ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, S, S);
     ctx.strokeStyle = '#ddd'; ctx.strokeRect(0.5, 0.5, S - 1, S - 1);
+    // axes through 0 and the data range at the corners, like the server's plot
+    const px = (v) => (v - lo) / (hi - lo) * (S - 8) + 4;
+    if (lo < 0 && hi > 0) { ctx.beginPath(); ctx.moveTo(px(0), 0); ctx.lineTo(px(0), S); ctx.moveTo(0, S - px(0)); ctx.lineTo(S, S - px(0)); ctx.stroke(); }
+    ctx.fillStyle = '#666'; ctx.font = '11px sans-serif';
+    ctx.fillText(lo.toFixed(2), 4, S - 4); ctx.fillText(hi.toFixed(2), S - 34, 12);
     ctx.fillStyle = 'rgba(76, 120, 168, 0.6)';
     for (let i = 0; i < n; i++) {
       const x = (values[i * D] - lo) / (hi - lo) * (S - 8) + 4;
@@ -206,7 +211,7 @@ async function runInBrowser() {
     if (!sessions.has(ep)) {
       $('browser-status').textContent = 'creating a ' + ep + ' session…';
       const c0 = performance.now();
-      sessions.set(ep, await ort.InferenceSession.create(m.onnx_url, { executionProviders: [ep] }));
+      sessions.set(ep, await ort.InferenceSession.create(m.browser_onnx_url, { executionProviders: [ep] }));
       created = performance.now() - c0;
     }
     const session = sessions.get(ep);

@@ -4,7 +4,8 @@
  *   POST /v1/generate   {tier | steps, n, seed?, format?, layout?} → PNG / .npy / JSON samples
  *   POST /v1/noise      {tier | steps, n, seed}  → the request's noise, float32 little-endian
  *   GET  /v1/models     tiers, steps, metadata, limits
- *   GET  /v1/models/:id/model.onnx   an exported file (the page runs the fastest tier in the browser)
+ *   GET  /v1/models/:id/model.onnx   an exported file, as it is
+ *   GET  /v1/models/:id/browser.onnx its float32 variant for onnxruntime-web (the page runs the fastest tier in the browser)
  *   GET  /healthz, GET /metrics (Prometheus text), GET / (the web page), GET /ort/* (onnxruntime-web)
  *
  * Noise comes from halfstep's Rng seeded per request (the same as `halfstep sample --onnx --seed`),
@@ -21,7 +22,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { RequestError, ServeError, QueueFullError } from '../errors.js';
 import { Rng } from '../rng.js';
 import { VERSION } from '../version.js';
-import { ModelSet, modelFileName, type ServedModel } from './models.js';
+import { float32Variant, ModelSet, modelFileName, type ServedModel } from './models.js';
 import { encode, FORMATS, LAYOUTS, pngAvailable, type Format, type Layout } from './output.js';
 import { pageHtml } from './page.js';
 import { Scheduler, SCHEDULER_DEFAULTS, type Clock, type SchedulerOptions } from './scheduler.js';
@@ -225,6 +226,7 @@ export function buildServer(models: ModelSet, o: ServeOptions, clock?: Clock): O
       exported_by: m.info.version,
       formats: FORMATS.filter((f) => f !== 'png' || pngAvailable(m.info.dataShape)),
       onnx_url: `/v1/models/${encodeURIComponent(m.id)}/model.onnx`,
+      browser_onnx_url: `/v1/models/${encodeURIComponent(m.id)}/browser.onnx`,
       onnx_file: modelFileName(m),
     })),
     tiers: Object.fromEntries([...models.models.map((m) => [m.tier, m.id]), ...Object.entries(models.aliases)]),
@@ -232,11 +234,15 @@ export function buildServer(models: ModelSet, o: ServeOptions, clock?: Clock): O
     browser_runtime: ortWeb.files.size > 0 ? '/ort/ort.webgpu.min.mjs' : null,
   }));
 
-  app.get('/v1/models/:id/model.onnx', async (request, reply) => {
-    const m = models.byId((request.params as { id: string }).id);
-    if (!m) return reply.code(404).send({ error: 'not_found', field: 'id', message: `no model "${(request.params as { id: string }).id}"; models: ${models.models.map((x) => x.id).join(', ')}` });
-    return reply.type('application/octet-stream').send(await readFile(m.found.file));
-  });
+  const modelFile = async (request: FastifyRequest, reply: FastifyReply, browser: boolean) => {
+    const id = (request.params as { id: string }).id;
+    const m = models.byId(id);
+    if (!m) return reply.code(404).send({ error: 'not_found', field: 'id', message: `no model "${id}"; models: ${models.models.map((x) => x.id).join(', ')}` });
+    const bytes = await readFile(m.found.file);
+    return reply.type('application/octet-stream').send(browser ? Buffer.from(float32Variant(bytes)) : bytes);
+  };
+  app.get('/v1/models/:id/model.onnx', (request, reply) => modelFile(request, reply, false));
+  app.get('/v1/models/:id/browser.onnx', (request, reply) => modelFile(request, reply, true));
 
   app.get('/healthz', async (_request, reply) => {
     const draining = scheduler.isDraining;
