@@ -2,6 +2,7 @@
  * Picks and initialises the tfjs backend. The code that trains and samples is the same on every
  * backend; this is the one place that knows how each one is loaded.
  */
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { tf } from './tf.js';
@@ -37,6 +38,10 @@ export const optionalLoaders = {
       `backend "tensorflow" is not available: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed ` +
         `(install one with \`npm install @tensorflow/tfjs-node\` on a machine that can download libtensorflow). Details: ${errors.join('; ')}`,
     );
+  },
+  /** Whether the machine shows a GPU to programs (NVIDIA or DRI device nodes). */
+  gpuDevicePresent(): boolean {
+    return existsSync('/dev/nvidia0') || existsSync('/dev/dri') || process.platform === 'darwin' || process.platform === 'win32';
   },
   /** Creates a WebGPU adapter through Dawn (npm package `webgpu`); null if there is no GPU adapter. */
   async webgpu(): Promise<boolean> {
@@ -151,10 +156,14 @@ export async function resolveAuto(): Promise<ResolvedBackend> {
   } catch {
     /* not installed */
   }
-  try {
-    if (await optionalLoaders.webgpu()) return 'webgpu';
-  } catch {
-    /* no package or no adapter */
+  // Probing Dawn on a machine without a GPU makes its native code print Vulkan warnings to stderr:
+  // only probe where a GPU device node exists.
+  if (optionalLoaders.gpuDevicePresent()) {
+    try {
+      if (await optionalLoaders.webgpu()) return 'webgpu';
+    } catch {
+      /* no package or no adapter */
+    }
   }
   return 'wasm';
 }

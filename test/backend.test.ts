@@ -20,7 +20,11 @@ describe('backend selection', () => {
       throw new BackendUnavailableError('no');
     };
     optionalLoaders.webgpu = async () => true;
+    optionalLoaders.gpuDevicePresent = () => true;
     expect(await resolveAuto()).toBe('webgpu');
+    optionalLoaders.gpuDevicePresent = () => false;
+    expect(await resolveAuto()).toBe('wasm'); // no GPU device node: Dawn is not even probed
+    optionalLoaders.gpuDevicePresent = () => true;
     optionalLoaders.webgpu = async () => false;
     expect(await resolveAuto()).toBe('wasm');
     optionalLoaders.webgpu = async () => {
