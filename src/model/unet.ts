@@ -19,6 +19,7 @@ import { ParamSet } from './params.js';
 import { dense, denseParams, logsnrEmbedding, silu } from './layers.js';
 import { attention, attentionParams, conv, convParams, dropout, groupNormAct, groupNormParams, upsample2x } from './unet-layers.js';
 import type { Network } from './network.js';
+import { unetOnnx } from './unet-onnx.js';
 
 export interface UnetConfig {
   type: 'unet';
@@ -95,8 +96,8 @@ function resBlock(c: Ctx, name: string, x: tf.Tensor): tf.Tensor {
   return tf.add(skip, h);
 }
 
-/** The level plan shared by init and apply, so that both walk the same blocks in the same order. */
-interface Plan {
+/** The level plan shared by init, apply and exportOnnx (unet-onnx.ts), so that all walk the same blocks in the same order. */
+export interface Plan {
   down: { res: number; blocks: { cin: number; cout: number; attn: boolean }[]; downsample: boolean; width: number }[];
   mid: { width: number; attn: boolean };
   up: { level: number; res: number; blocks: { cin: number; cout: number; attn: boolean }[]; upsample: boolean; width: number }[];
@@ -198,6 +199,9 @@ export function unetNetwork(cfg: UnetConfig, dataShape: number[], outChannels: n
         }
         return conv(ps, 'out.conv', groupNormAct(ps, 'out.norm', h, cfg.groups, true));
       });
+    },
+    exportOnnx(g, ps, z, logsnr) {
+      return unetOnnx(g, ps, cfg, p, dataShape, z, logsnr);
     },
   };
 }

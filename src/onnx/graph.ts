@@ -93,6 +93,7 @@ export class OnnxGraphBuilder {
   private readonly names = new Set<string>();
   private readonly shared = new Map<string, string>();
   private readonly scope: string[] = [];
+  private readonly layouts = new Map<string, string>();
 
   constructor(readonly name: string) {}
 
@@ -189,7 +190,10 @@ export class OnnxGraphBuilder {
   /** The parameter `name` of `ps` as an initializer of the same name (emitted once, however often it is used). */
   param(ps: ParamSet, name: string): string {
     const key = `param:${name}`;
-    if (this.shared.has(key)) return this.shared.get(key)!;
+    if (this.shared.has(key)) {
+      if (this.layouts.get(name) !== '|') throw new ExportError(`parameter "${name}" is used in two layouts (layer "${this.layerName}" of graph "${this.name}")`);
+      return this.shared.get(key)!;
+    }
     let v;
     try {
       v = ps.get(name);
@@ -199,6 +203,41 @@ export class OnnxGraphBuilder {
     this.claim(name);
     this.initializers.push(floatTensor(name, v.shape.slice(), Float32Array.from(v.dataSync() as Float32Array)));
     this.shared.set(key, name);
+    this.layouts.set(name, '|');
+    return name;
+  }
+
+  /**
+   * The parameter `name` of `ps` rearranged as an initializer of the same name: its axes permuted by
+   * `perm` (e.g. a conv filter HWIO → OIHW: [3, 2, 0, 1]), then reshaped to `dims` (e.g. a per-channel
+   * scale [C] → [C, 1, 1] to broadcast over NCHW). Done on the data when it is written, so the graph
+   * holds no Transpose or Reshape of weights. A parameter is written in one layout only.
+   */
+  paramAs(ps: ParamSet, name: string, layout: { perm?: number[]; dims?: number[] }): string {
+    const tag = `${(layout.perm ?? []).join(',')}|${(layout.dims ?? []).join(',')}`;
+    const key = `param:${name}`;
+    const prev = this.layouts.get(name);
+    if (this.shared.has(key)) {
+      if (prev !== tag) throw new ExportError(`parameter "${name}" is used in two layouts (layer "${this.layerName}" of graph "${this.name}")`);
+      return this.shared.get(key)!;
+    }
+    let v;
+    try {
+      v = ps.get(name);
+    } catch {
+      throw new ExportError(`no parameter named "${name}" (layer "${this.layerName}" of graph "${this.name}")`);
+    }
+    let data: Float32Array = Float32Array.from(v.dataSync() as Float32Array);
+    let shape = v.shape.slice();
+    if (layout.perm) [data, shape] = permuteAxes(data, shape, layout.perm);
+    if (layout.dims) {
+      if (layout.dims.reduce((a, b) => a * b, 1) !== data.length) throw new ExportError(`parameter "${name}" [${shape.join(', ')}] cannot be reshaped to [${layout.dims.join(', ')}] (layer "${this.layerName}")`);
+      shape = layout.dims.slice();
+    }
+    this.claim(name);
+    this.initializers.push(floatTensor(name, shape, data));
+    this.shared.set(key, name);
+    this.layouts.set(name, tag);
     return name;
   }
 
@@ -221,4 +260,26 @@ export class OnnxGraphBuilder {
     if (this.names.has(name)) throw new ExportError(`value name "${name}" is used twice in graph "${this.name}"`);
     this.names.add(name);
   }
+}
+
+/** `data` of shape `shape` with its axes permuted (output axis i is input axis perm[i]), as Transpose does. */
+export function permuteAxes(data: Float32Array, shape: number[], perm: number[]): [Float32Array, number[]] {
+  const r = shape.length;
+  if (perm.length !== r || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) throw new ExportError(`perm [${perm.join(', ')}] is not a permutation of the ${r} axes of [${shape.join(', ')}]`);
+  const outShape = perm.map((p) => shape[p]!);
+  const inStrides = new Array<number>(r);
+  for (let i = r - 1, s = 1; i >= 0; s *= shape[i]!, i--) inStrides[i] = s;
+  const strides = perm.map((p) => inStrides[p]!);
+  const out = new Float32Array(data.length);
+  const idx = new Array<number>(r).fill(0);
+  for (let o = 0; o < out.length; o++) {
+    let src = 0;
+    for (let i = 0; i < r; i++) src += idx[i]! * strides[i]!;
+    out[o] = data[src]!;
+    for (let i = r - 1; i >= 0; i--) {
+      if (++idx[i]! < outShape[i]!) break;
+      idx[i] = 0;
+    }
+  }
+  return [out, outShape];
 }
