@@ -230,11 +230,15 @@ function reference(file: string, seed: number, n: number): Float32Array {
   return m.sample(new Rng(seed).normals(n * m.info.dataShape.reduce((a, b) => a * b, 1)));
 }
 
-/** A halfstep sampler graph for images [4, 4, 1]: sample = tanh(noise). */
-function imageSampler(dir: string): void {
+/**
+ * A halfstep sampler graph for images [4, 4, 1]: sample = tanh(noise). `fragile`: the graph goes
+ * through a [-1, 3] reshape, so onnxruntime fails at run time unless n·16 is a multiple of 3.
+ */
+function imageSampler(dir: string, fragile = false): void {
   const g = new OnnxGraphBuilder('fake_image_sampler');
   const dims = ['batch', 4, 4, 1];
-  const x = g.input('noise', dims);
+  let x = g.input('noise', dims);
+  if (fragile) x = g.op('Reshape', [g.op('Reshape', [x, g.int64([-1, 3])]), g.int64([-1, 4, 4, 1])]);
   g.output(g.op('Tanh', [x]), 'sample', dims);
   const metadata = {
     'halfstep.version': VERSION,
@@ -548,6 +552,21 @@ describe('halfstep serve', () => {
       expect(px).toBe(Math.round(((Math.tanh(new Rng(1).normals(1)[0]!) + 1) / 2) * 255));
       const npy = Buffer.from(await (await post(`${t.url}/v1/generate`, { tier: 'fast', n: 2, seed: 1, format: 'npy' })).arrayBuffer());
       expect(npy.toString('latin1', 10, 80)).toContain("'shape': (2, 4, 4, 1)");
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('an inference error answers 500 with JSON; the server goes on serving', async () => {
+    const fragile = join(dir, 'fragile');
+    imageSampler(fragile, true);
+    const t = await startServer(fragile, { port: 0 });
+    try {
+      const r = await post(`${t.url}/v1/generate`, { tier: 'fast', n: 1, format: 'npy' });
+      expect(r.status).toBe(500);
+      expect(await json(r)).toMatchObject({ error: 'internal', message: expect.stringMatching(/student-1: inference failed/) });
+      expect((await post(`${t.url}/v1/generate`, { tier: 'fast', n: 3, format: 'npy' })).status).toBe(200);
+      expect((await fetch(`${t.url}/healthz`)).status).toBe(200);
     } finally {
       await t.close();
     }

@@ -110,7 +110,8 @@ function workerMain(require: NodeJS.Require, init: WorkerInit, port: { on(ev: 'm
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
-      logSeverityLevel: 3,
+      // fatal only: a failed run is answered with its error message (HTTP 500), not printed
+      logSeverityLevel: 4,
       // workers of several tiers share the cores: block, do not spin, between runs
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     });
