@@ -38,7 +38,7 @@ export class NonFiniteLossError extends HalfstepError {
 /** Ctrl-C (SIGINT) or SIGTERM during a long stage: the state was saved and the run can be resumed. */
 export class InterruptedError extends HalfstepError {
   constructor(readonly checkpoint: string | null) {
-    super(`interrupted; ${checkpoint ? `state saved to ${checkpoint}; continue with --resume` : 'nothing to save yet'}`, 130);
+    super(`interrupted; ${checkpoint ? `state saved to ${checkpoint}; continue with --resume` : 'the finished stages are saved; run again to continue'}`, 130);
   }
 }
 
