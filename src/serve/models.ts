@@ -155,6 +155,15 @@ function workerMain(require: NodeJS.Require, init: WorkerInit, port: { on(ev: 'm
 
 const WORKER_SOURCE = `const wt = require('node:worker_threads');\n(${workerMain.toString()})(require, wt.workerData, wt.parentPort);\n`;
 
+/** Where the workers load onnxruntime-node's binding from; a HalfstepError where it is not installed. */
+function runtimePaths(): { binding: string; common: string } {
+  try {
+    return { binding: req.resolve('onnxruntime-node/dist/binding'), common: req.resolve('onnxruntime-common') };
+  } catch (e) {
+    throw new HalfstepError(`halfstep serve needs the npm package onnxruntime-node, which could not be found here: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
 /** One served model: its metadata and the worker thread that samples from it. */
 export class ServedModel {
   readonly tier: string;
@@ -191,8 +200,7 @@ export class ServedModel {
     const info = this.info;
     const grid = info.kind === 'denoiser' ? timeGrid(this.steps) : null;
     const init: WorkerInit = {
-      binding: req.resolve('onnxruntime-node/dist/binding'),
-      common: req.resolve('onnxruntime-common'),
+      ...runtimePaths(),
       file: this.found.file,
       kind: info.kind,
       dataShape: info.dataShape,

@@ -17,9 +17,9 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { RequestError, ServeError, QueueFullError } from '../errors.js';
+import { HalfstepError, RequestError, ServeError, QueueFullError } from '../errors.js';
 import { Rng } from '../rng.js';
 import { VERSION } from '../version.js';
 import { float32Variant, ModelSet, modelFileName, type ServedModel } from './models.js';
@@ -28,6 +28,19 @@ import { pageHtml } from './page.js';
 import { Scheduler, SCHEDULER_DEFAULTS, type Clock, type SchedulerOptions } from './scheduler.js';
 
 const req = createRequire(typeof __filename !== 'undefined' ? __filename : import.meta.url);
+
+/**
+ * fastify, loaded when a server is built: the CLI bundles leave it out (scripts/build.mjs), and the
+ * GPU machine's bundle runs without node_modules, so a static import would stop every command there.
+ */
+function loadFastify(): typeof import('fastify').default {
+  try {
+    const m = req('fastify') as typeof import('fastify').default & { default?: typeof import('fastify').default };
+    return m.default ?? m;
+  } catch (e) {
+    throw new HalfstepError(`halfstep serve needs the npm package fastify, which could not be loaded here: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
 
 export interface ServeOptions extends SchedulerOptions {
   host: string;
@@ -112,7 +125,7 @@ export function buildServer(models: ModelSet, o: ServeOptions, clock?: Clock): O
     metrics.inference.observe({ tier: b.lane }, b.runMs / 1000);
   });
 
-  const app = Fastify({
+  const app = loadFastify()({
     logger: false,
     bodyLimit: o.bodyLimit,
     return503OnClosing: true,
