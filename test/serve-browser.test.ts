@@ -43,6 +43,9 @@ describe.skipIf(!HAVE_CHROMIUM)(`the web page in headless Chromium${HAVE_CHROMIU
     const page = await browser.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
     await page.goto(`${s.url}/`);
     await page.locator('#tier-2step').check();
     await page.locator('#n').fill('64');

@@ -43,7 +43,10 @@ export function registerServeCommand(program: Command, ctx: CliContext): void {
     .option('--no-batching', 'run every request as a batch of its own')
     .action(async (dir: string, o: ServeCliOptions) => {
       const s = await startServer(dir, { ...o });
-      const tiers = s.models.models.map((m) => `${m.tier}${s.models.aliasesOf(m.tier).map((a) => ` (${a})`).join('')}: ${m.id}, ${m.info.kind} graph`);
+      const tiers = s.models.models.map((m) => {
+        const aliases = s.models.aliasesOf(m.tier);
+        return `${m.tier}${aliases.length ? ` (${aliases.join(', ')})` : ''}: ${m.id}, ${m.info.kind} graph`;
+      });
       ctx.io.out(`halfstep serve: listening on ${s.url}\n${tiers.map((t) => `  ${t}\n`).join('')}`);
       if (!ctx.signal.aborted) await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
       const busy = s.scheduler.depth() + s.scheduler.inFlight();

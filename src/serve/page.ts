@@ -154,7 +154,7 @@ async function loadModels() {
   $('n').max = String(info.limits.max_n);
   $('n').value = String(Math.min(info.limits.max_n, Number($('n').value)));
   const first = info.models[0];
-  $('summary').textContent = info.models.length + ' models from dataset ' + first.dataset + ', samples shaped [' + first.data_shape.join(', ') +
+  $('summary').textContent = info.models.length + (info.models.length === 1 ? ' model' : ' models') + ' from dataset ' + first.dataset + ', samples shaped [' + first.data_shape.join(', ') +
     '] · batching ' + (info.limits.batching ? 'up to ' + info.limits.max_batch_size + ' samples' + (info.limits.max_wait_ms > 0 ? ' or ' + info.limits.max_wait_ms + ' ms' : '') : 'off') + ' · halfstep ' + info.version;
   $('generate').disabled = false;
   browserModel = info.models.find((m) => m.kind === 'sampler') || null;

@@ -265,6 +265,7 @@ export function buildServer(models: ModelSet, o: ServeOptions, clock?: Clock): O
   app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
   app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(pageHtml()));
+  app.get('/favicon.ico', async (_request, reply) => reply.code(204).send());
 
   const ortWeb = onnxruntimeWebFiles();
   app.get('/ort/:file', async (request, reply) => {
