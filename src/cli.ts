@@ -44,7 +44,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
   const onSignal = () => {
     interrupts += 1;
     if (interrupts > 1) process.exit(130);
-    io.err('\nstopping: saving a checkpoint (Ctrl-C again to quit at once)\n');
+    io.err('\nstopping: saving progress, finishing in-flight work (Ctrl-C again to quit at once)\n');
     ac.abort();
   };
   signal?.addEventListener('abort', () => ac.abort());

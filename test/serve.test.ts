@@ -441,15 +441,15 @@ describe('halfstep serve', () => {
     expect(e.message).toMatch(message);
   });
 
-  test('body too large: 413 naming the body; not JSON: 415 naming the content type; unknown route: 404', async () => {
+  test('body too large: 400 naming the body; not JSON: 400 naming the content type; unknown route: 404', async () => {
     const big = await post(`${u}/v1/generate`, JSON.stringify({ tier: 'fast', n: 1, pad: 'x'.repeat(20_000) }));
-    expect(big.status).toBe(413);
+    expect(big.status).toBe(400);
     expect(await json(big)).toMatchObject({ error: 'body_too_large', field: 'body' });
     const text = await post(`${u}/v1/generate`, 'tier=fast', { 'content-type': 'text/plain' });
-    expect(text.status).toBe(415);
+    expect(text.status).toBe(400);
     expect(await json(text)).toMatchObject({ field: 'content-type' });
     const form = await post(`${u}/v1/generate`, 'tier=fast&n=1', { 'content-type': 'application/x-www-form-urlencoded' });
-    expect(form.status).toBe(415);
+    expect(form.status).toBe(400);
     const none = await fetch(`${u}/v2/generate`);
     expect(none.status).toBe(404);
     expect(await json(none)).toMatchObject({ error: 'not_found' });

@@ -26,7 +26,7 @@ test('Ctrl-C (SIGINT) in the real binary saves a checkpoint and exits with 130; 
   const dir = tmp();
   const args = ['run', ...tinyArgs(dir, ['--set', 'train.steps=400'])];
   const first = await runUntil(args, /\[teacher \(8 steps\)\] \d+\/400/);
-  expect(first.err).toMatch(/stopping: saving a checkpoint/);
+  expect(first.err).toMatch(/stopping: saving progress/);
   expect(first.err).toMatch(/interrupted; state saved to .*progress\.ckpt; continue with --resume/);
   expect(first.code).toBe(130);
   const progress = join(dir, 'run', 'checkpoints', 'progress.ckpt');

@@ -133,7 +133,7 @@ export function buildServer(models: ModelSet, o: ServeOptions, clock?: Clock): O
     // no type coercion and no silent removal of unknown fields: wrong types and unknown fields are 400s
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
   });
-  // JSON only: a text/plain body is a 415, not a string that fails the schema
+  // JSON only: a text/plain body is a 400 naming the content type, not a string that fails the schema
   app.removeContentTypeParser('text/plain');
   const tierOf = new WeakMap<FastifyRequest, string>();
 
@@ -316,10 +316,10 @@ function errorReply(err: FastifyError, request: FastifyRequest, reply: FastifyRe
   }
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      reply.code(413).send({ error: 'body_too_large', field: 'body', message: `the request body is larger than ${reply.server.initialConfig.bodyLimit} bytes` });
+      reply.code(400).send({ error: 'body_too_large', field: 'body', message: `the request body is larger than ${reply.server.initialConfig.bodyLimit} bytes` });
       return;
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      reply.code(415).send({ error: 'unsupported_media_type', field: 'content-type', message: `send the body as application/json; got ${request.headers['content-type'] ?? 'no content type'}` });
+      reply.code(400).send({ error: 'unsupported_media_type', field: 'content-type', message: `send the body as application/json; got ${request.headers['content-type'] ?? 'no content type'}` });
       return;
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       reply.code(400).send({ error: 'invalid_request', field: 'body', message: 'the body is empty; send a JSON object' });
