@@ -75,12 +75,12 @@ const tiny: UnetConfig = {
   heads: 2,
 };
 
-/** A tiny UNet with random weights (the zero-initialised layers too), so every layer matters. */
+/** A tiny UNet with random weights (the zero-initialised layers too, noise of std 0.05 on all), so every layer matters. */
 function randomUnet(p: Parameterization, shape: [number, number, number], seed: number, cfg: UnetConfig = tiny): { net: Network; ps: ParamSet; info: ExportInfo } {
   const net = unetNetwork(cfg, shape, outputChannels(p, shape[2]));
   const ps = net.init(new Rng(seed));
   const rng = new Rng(seed + 100);
-  for (const q of ps.list) q.variable.assign(tf.add(q.variable, tf.mul(tf.tensor(rng.normals(q.variable.size), q.variable.shape), 0.1)));
+  for (const q of ps.list) q.variable.assign(tf.add(q.variable, tf.mul(tf.tensor(rng.normals(q.variable.size), q.variable.shape), 0.05)));
   const info: ExportInfo = { modelType: 'unet', parameterization: p, steps: 2, stage: 'student', round: 1, dataShape: shape, range: [-1, 1], dataset: 'random', recipeHash: '0123456789abcdef' };
   return { net, ps, info };
 }
