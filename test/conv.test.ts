@@ -5,7 +5,7 @@ import { Rng } from '../src/rng.js';
 import { ParamSet } from '../src/model/params.js';
 import { groupNormAct } from '../src/model/unet-layers.js';
 import { fusedGroupNormAvailable } from '../src/kernels/groupnorm.js';
-import { relErr } from './helpers.js';
+import { relErr, stockCpuBackend } from './helpers.js';
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
 interface Case {
@@ -106,12 +106,7 @@ let reluReference: Result;
 
 beforeAll(async () => {
   // The reference: the stock tfjs cpu kernels (plain JS loops), before anything replaces them.
-  await import('@tensorflow/tfjs-backend-cpu');
-  const { warn, log } = console;
-  console.warn = console.log = () => {};
-  await tf.setBackend('cpu');
-  console.warn = warn;
-  console.log = log;
+  await stockCpuBackend();
   for (const k of KERNELS) expect(isOurs(k, 'cpu'), k).toBe(false);
   reference = cases.map((c, i) => compute(c, data[i]!));
   fusedReference = cases.map((c, i) => computeFused(c, data[i]!));

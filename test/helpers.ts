@@ -51,3 +51,20 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return m / s;
 }
+
+/**
+ * Switch tfjs to the stock cpu backend without halfstep's kernels (as a test reference), quietly.
+ * Only valid before initBackend('cpu') registered halfstep's kernels in this process.
+ */
+export async function stockCpuBackend(): Promise<void> {
+  const { tf } = await import('../src/tf.js');
+  await import('@tensorflow/tfjs-backend-cpu');
+  const { warn, log } = console;
+  console.warn = console.log = () => {};
+  try {
+    await tf.setBackend('cpu');
+  } finally {
+    console.warn = warn;
+    console.log = log;
+  }
+}

@@ -10,7 +10,7 @@ import type { ParamSet } from '../src/model/params.js';
 import { Adam } from '../src/optim.js';
 import { parseRecipe, type Recipe } from '../src/recipe.js';
 import { RecipeError } from '../src/errors.js';
-import { relErr } from './helpers.js';
+import { relErr, stockCpuBackend } from './helpers.js';
 
 const tiny: UnetConfig = {
   type: 'unet',
@@ -50,12 +50,7 @@ function outputAndGrads(net: Network, ps: ParamSet, z: tf.Tensor, l: tf.Tensor):
 const refNet = unetNetwork(tiny, [8, 8, 2], 2);
 let reference: Float32Array[];
 beforeAll(async () => {
-  await import('@tensorflow/tfjs-backend-cpu');
-  const { warn, log } = console;
-  console.warn = console.log = () => {};
-  await tf.setBackend('cpu');
-  console.warn = warn;
-  console.log = log;
+  await stockCpuBackend();
   expect((tf.getKernel('Conv2D', 'cpu') as { halfstep?: boolean }).halfstep).toBeUndefined();
   const ps = refNet.init(new Rng(1));
   randomize(ps, 2);

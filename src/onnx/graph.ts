@@ -189,22 +189,7 @@ export class OnnxGraphBuilder {
 
   /** The parameter `name` of `ps` as an initializer of the same name (emitted once, however often it is used). */
   param(ps: ParamSet, name: string): string {
-    const key = `param:${name}`;
-    if (this.shared.has(key)) {
-      if (this.layouts.get(name) !== '|') throw new ExportError(`parameter "${name}" is used in two layouts (layer "${this.layerName}" of graph "${this.name}")`);
-      return this.shared.get(key)!;
-    }
-    let v;
-    try {
-      v = ps.get(name);
-    } catch {
-      throw new ExportError(`no parameter named "${name}" (layer "${this.layerName}" of graph "${this.name}")`);
-    }
-    this.claim(name);
-    this.initializers.push(floatTensor(name, v.shape.slice(), Float32Array.from(v.dataSync() as Float32Array)));
-    this.shared.set(key, name);
-    this.layouts.set(name, '|');
-    return name;
+    return this.paramAs(ps, name, {});
   }
 
   /**
