@@ -43,6 +43,21 @@ async function samplesPicture(job: Job, x: Float32Array, title: string, color: s
 }
 
 /**
+ * At most `k` of the n examples in x, evenly spaced, so that a picture of the first ones shows the
+ * whole set and not the run of one class that a dataset's row order may start with.
+ */
+function spread(x: Float32Array, n: number, k: number): Float32Array {
+  if (n <= k) return x;
+  const D = x.length / n;
+  const out = new Float32Array(k * D);
+  for (let i = 0; i < k; i++) {
+    const j = Math.floor((i * n) / k);
+    out.set(x.subarray(j * D, (j + 1) * D), i * D);
+  }
+  return out;
+}
+
+/**
  * Save a figure as `name`.png (or `name`.svg where PNG rendering is not available) and return its
  * path relative to the run folder and an HTML element that embeds it.
  */
@@ -69,7 +84,7 @@ export async function writeReport(job: Job, teacher: TrainedModel, students: Tra
   const html: Record<string, string> = {};
   const reportRows: ReportJson['rows'] = [];
   const heldout = splitOf(job.dataset, 'heldout');
-  html['data'] = saveFigure(figDir, root, 'data', await samplesPicture(job, heldout.x, `held-out data (${heldout.n})`, '#54a24b'), 260).html;
+  html['data'] = saveFigure(figDir, root, 'data', await samplesPicture(job, spread(heldout.x, heldout.n, job.dataset.shape.length === 3 ? 64 : 2000), `held-out data (${heldout.n})`, '#54a24b'), 260).html;
   for (const row of rows) {
     const name = `${row.sampler}-${row.steps}`;
     const title = row.sampler === 'teacher' ? `teacher, DDIM ${row.steps} step${row.steps > 1 ? 's' : ''}` : row.round === 0 ? `student ${row.steps} (= teacher)` : `student, ${row.steps} step${row.steps > 1 ? 's' : ''}`;
