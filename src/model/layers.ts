@@ -36,3 +36,14 @@ export function logsnrEmbedding(logsnr: T, dim: number): T {
     return tf.concat([tf.sin(ang), tf.cos(ang)], 1);
   });
 }
+
+/** The time-embedding MLP's parameters: `temb.0` [embDim, width] and `temb.1` [width, width]. */
+export function timeEmbeddingParams(ps: ParamSet, rng: Rng, embDim: number, width: number): void {
+  denseParams(ps, rng, 'temb.0', embDim, width);
+  denseParams(ps, rng, 'temb.1', width, width);
+}
+
+/** t = SiLU(temb.1(SiLU(temb.0(emb(λ))))): the conditioning every block of a denoiser adds. */
+export function timeEmbedding(ps: ParamSet, logsnr: T, embDim: number): T {
+  return silu(dense(ps, 'temb.1', silu(dense(ps, 'temb.0', logsnrEmbedding(logsnr, embDim)))));
+}

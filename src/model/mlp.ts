@@ -6,9 +6,9 @@
 import { tf } from '../tf.js';
 import type { Rng } from '../rng.js';
 import { ParamSet } from './params.js';
-import { dense, denseParams, logsnrEmbedding, silu } from './layers.js';
+import { dense, denseParams, silu, timeEmbedding, timeEmbeddingParams } from './layers.js';
 import type { Network } from './network.js';
-import { denseOnnx, logsnrEmbeddingOnnx, siluOnnx } from '../onnx/layers.js';
+import { denseOnnx, siluOnnx, timeEmbeddingOnnx } from '../onnx/layers.js';
 
 export interface MlpConfig {
   type: 'mlp';
@@ -26,8 +26,7 @@ export function mlpNetwork(cfg: MlpConfig, dataShape: number[], outChannels: num
     outChannels,
     init(rng: Rng): ParamSet {
       const ps = new ParamSet();
-      denseParams(ps, rng, 'temb.0', cfg.emb_dim, H);
-      denseParams(ps, rng, 'temb.1', H, H);
+      timeEmbeddingParams(ps, rng, cfg.emb_dim, H);
       denseParams(ps, rng, 'in', d, H);
       for (let b = 0; b < cfg.blocks; b++) {
         denseParams(ps, rng, `block${b}.temb`, H, H);
@@ -39,7 +38,7 @@ export function mlpNetwork(cfg: MlpConfig, dataShape: number[], outChannels: num
     },
     apply(ps: ParamSet, z: tf.Tensor, logsnr: tf.Tensor): tf.Tensor {
       return tf.tidy(() => {
-        const t = silu(dense(ps, 'temb.1', silu(dense(ps, 'temb.0', logsnrEmbedding(logsnr, cfg.emb_dim)))));
+        const t = timeEmbedding(ps, logsnr, cfg.emb_dim);
         let h = dense(ps, 'in', z);
         for (let b = 0; b < cfg.blocks; b++) {
           const a = tf.add(dense(ps, `block${b}.fc1`, silu(h)), dense(ps, `block${b}.temb`, t));
@@ -49,7 +48,7 @@ export function mlpNetwork(cfg: MlpConfig, dataShape: number[], outChannels: num
       });
     },
     exportOnnx(g, ps, z, logsnr) {
-      const t = siluOnnx(g, denseOnnx(g, ps, 'temb.1', siluOnnx(g, denseOnnx(g, ps, 'temb.0', logsnrEmbeddingOnnx(g, logsnr, cfg.emb_dim)))));
+      const t = timeEmbeddingOnnx(g, ps, logsnr, cfg.emb_dim);
       let h = denseOnnx(g, ps, 'in', z);
       for (let b = 0; b < cfg.blocks; b++) {
         const a = g.op('Add', [denseOnnx(g, ps, `block${b}.fc1`, siluOnnx(g, h)), denseOnnx(g, ps, `block${b}.temb`, t)]);

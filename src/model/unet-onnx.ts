@@ -20,7 +20,7 @@
  * Every Reshape copies the batch axis (0) or infers it (−1), so one graph serves any batch size.
  */
 import type { OnnxGraphBuilder } from '../onnx/graph.js';
-import { denseOnnx, logsnrEmbeddingOnnx, siluOnnx } from '../onnx/layers.js';
+import { denseOnnx, siluOnnx, timeEmbeddingOnnx } from '../onnx/layers.js';
 import type { ParamSet } from './params.js';
 import type { Plan as UnetPlan, UnetConfig } from './unet.js';
 
@@ -129,7 +129,7 @@ function resBlockOnnx(g: OnnxGraphBuilder, ps: ParamSet, cfg: UnetConfig, name: 
  */
 export function unetOnnx(g: OnnxGraphBuilder, ps: ParamSet, cfg: UnetConfig, p: UnetPlan, dataShape: number[], z: string, logsnr: string): string {
   const [H, W, C] = dataShape as [number, number, number];
-  const t = siluOnnx(g, denseOnnx(g, ps, 'temb.1', siluOnnx(g, denseOnnx(g, ps, 'temb.0', logsnrEmbeddingOnnx(g, logsnr, cfg.emb_dim)))));
+  const t = timeEmbeddingOnnx(g, ps, logsnr, cfg.emb_dim);
   const x: FeatureMap = { v: g.op('Transpose', [z], { perm: [0, 3, 1, 2] }), c: C, h: H, w: W };
   let h = convOnnx(g, ps, 'in', x);
   const skips = [h];

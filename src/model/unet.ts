@@ -16,7 +16,7 @@ import { tf } from '../tf.js';
 import type { Rng } from '../rng.js';
 import { RecipeError } from '../errors.js';
 import { ParamSet } from './params.js';
-import { dense, denseParams, logsnrEmbedding, silu } from './layers.js';
+import { dense, denseParams, timeEmbedding, timeEmbeddingParams } from './layers.js';
 import { attention, attentionParams, conv, convParams, dropout, groupNormAct, groupNormParams, upsample2x } from './unet-layers.js';
 import type { Network } from './network.js';
 import { unetOnnx } from './unet-onnx.js';
@@ -144,8 +144,7 @@ export function unetNetwork(cfg: UnetConfig, dataShape: number[], outChannels: n
     outChannels,
     init(rng: Rng): ParamSet {
       const ps = new ParamSet();
-      denseParams(ps, rng, 'temb.0', cfg.emb_dim, T);
-      denseParams(ps, rng, 'temb.1', T, T);
+      timeEmbeddingParams(ps, rng, cfg.emb_dim, T);
       convParams(ps, rng, 'in', 3, Cd, cfg.channels);
       p.down.forEach((lv, i) => {
         lv.blocks.forEach((b, j) => {
@@ -172,7 +171,7 @@ export function unetNetwork(cfg: UnetConfig, dataShape: number[], outChannels: n
       const useDropout = training && cfg.dropout > 0;
       if (useDropout && !rng) throw new Error('unet: dropout is on (model.unet.dropout > 0) and training is true, but apply() was given no Rng to draw the masks from');
       return tf.tidy(() => {
-        const t = silu(dense(ps, 'temb.1', silu(dense(ps, 'temb.0', logsnrEmbedding(logsnr, cfg.emb_dim)))));
+        const t = timeEmbedding(ps, logsnr, cfg.emb_dim);
         const c: Ctx = { ps, cfg, t, rng: useDropout ? rng! : null };
         let h = conv(ps, 'in', z);
         const skips = [h];

@@ -78,3 +78,8 @@ export function atanPositive64(g: OnnxGraphBuilder, x: string): string {
     return g.op('Where', [big, g.op('Sub', [g.constant64(Math.PI / 2), a]), a]);
   });
 }
+
+/** model/layers.ts timeEmbedding as ONNX nodes: SiLU(temb.1(SiLU(temb.0(emb(λ))))). */
+export function timeEmbeddingOnnx(g: OnnxGraphBuilder, ps: ParamSet, logsnr: string, embDim: number): string {
+  return siluOnnx(g, denseOnnx(g, ps, 'temb.1', siluOnnx(g, denseOnnx(g, ps, 'temb.0', logsnrEmbeddingOnnx(g, logsnr, embDim)))));
+}
