@@ -6,6 +6,7 @@ import { ParamSet } from '../src/model/params.js';
 import { groupNormAct } from '../src/model/unet-layers.js';
 import { fusedGroupNormAvailable } from '../src/kernels/groupnorm.js';
 import { relErr, stockCpuBackend } from './helpers.js';
+import { isHalfstepKernel } from '../src/kernels/registry.js';
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
 interface Case {
@@ -94,7 +95,7 @@ function computeFused(c: Case, d: Data, activation: 'linear' | 'relu' = 'linear'
   });
 }
 
-const isOurs = (name: string, backend: string) => (tf.getKernel(name, backend) as { halfstep?: boolean } | undefined)?.halfstep === true;
+const isOurs = isHalfstepKernel;
 const KERNELS = ['Conv2D', 'FusedConv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter'];
 
 let reference: Result[];

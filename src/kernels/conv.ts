@@ -26,6 +26,7 @@
  * none for Conv2DBackpropFilter, so there such a case is an error that names it.
  */
 import { tf } from '../tf.js';
+import { replaceKernel } from './registry.js';
 import { encodeModel, int64Tensor, node, valueInfo } from '../onnx/proto.js';
 import { SyncSession } from '../onnx/runtime.js';
 import { allocOutput, viewOf, type HostBackend } from './memory.js';
@@ -229,32 +230,12 @@ function runInto(kind: HostBackend, backend: unknown, session: SyncSession, inpu
   return out.info;
 }
 
-type Take = (args: Parameters<tf.KernelFunc>[0]) => Info | null;
-
-/** Replace `kernelName` on `kind` by `take`, keeping the stock kernel (if any) for the cases `take` declines. */
-function register(kind: HostBackend, kernelName: string, take: Take): void {
-  const stock = tf.getKernel(kernelName, kind);
-  if (stock && (stock as { halfstep?: boolean }).halfstep) return;
-  if (stock) tf.unregisterKernel(kernelName, kind);
-  const config: tf.KernelConfig & { halfstep: boolean } = {
-    kernelName,
-    backendName: kind,
-    halfstep: true,
-    kernelFunc: (args) => {
-      const out = take(args);
-      if (out) return out;
-      if (stock) return stock.kernelFunc(args);
-      throw new Error(`${kernelName} on ${kind}: this case is not supported (NHWC float32 only; attrs ${JSON.stringify(args.attrs)})`);
-    },
-  };
-  tf.registerKernel(config);
-}
 
 const f32 = (...ts: Info[]) => ts.every((t) => t.dtype === 'float32');
 
 /** Conv2D through onnxruntime. */
 export function registerOrtConv2D(kind: HostBackend): void {
-  register(kind, 'Conv2D', ({ inputs, attrs, backend }) => {
+  replaceKernel(kind, 'Conv2D', ({ inputs, attrs, backend }) => {
     const { x, filter } = inputs as { x: Info; filter: Info };
     const a = attrs as unknown as { strides: [number, number]; pad: Pad; dataFormat: string; dilations: [number, number]; dimRoundingMode: Rounding };
     if (!f32(x, filter)) return null;
@@ -271,7 +252,7 @@ export function registerOrtConv2D(kind: HostBackend): void {
  * tfjs's, through Conv2DBackpropInput and Conv2DBackpropFilter.
  */
 export function registerOrtFusedConv2D(kind: HostBackend): void {
-  register(kind, 'FusedConv2D', ({ inputs, attrs, backend }) => {
+  replaceKernel(kind, 'FusedConv2D', ({ inputs, attrs, backend }) => {
     const { x, filter, bias, preluActivationWeights } = inputs as { x: Info; filter: Info; bias?: Info; preluActivationWeights?: Info };
     const a = attrs as unknown as { strides: [number, number]; pad: Pad; dataFormat: string; dilations: [number, number]; dimRoundingMode: Rounding; activation: string };
     if (a.activation !== 'linear' || preluActivationWeights || !f32(x, filter)) return null;
@@ -286,7 +267,7 @@ export function registerOrtFusedConv2D(kind: HostBackend): void {
 
 /** Conv2DBackpropInput (the gradient of Conv2D with respect to its input) through onnxruntime. */
 export function registerOrtConv2DBackpropInput(kind: HostBackend): void {
-  register(kind, 'Conv2DBackpropInput', ({ inputs, attrs, backend }) => {
+  replaceKernel(kind, 'Conv2DBackpropInput', ({ inputs, attrs, backend }) => {
     const { dy, filter } = inputs as { dy: Info; filter: Info };
     const a = attrs as unknown as { strides: [number, number]; pad: Pad; dataFormat: string; dimRoundingMode: Rounding; inputShape: number[] };
     if (!f32(dy, filter)) return null;
@@ -305,7 +286,7 @@ export function registerOrtConv2DBackpropInput(kind: HostBackend): void {
 
 /** Conv2DBackpropFilter (the gradient of Conv2D with respect to its filter) through onnxruntime; stock wasm lacks it. */
 export function registerOrtConv2DBackpropFilter(kind: HostBackend): void {
-  register(kind, 'Conv2DBackpropFilter', ({ inputs, attrs, backend }) => {
+  replaceKernel(kind, 'Conv2DBackpropFilter', ({ inputs, attrs, backend }) => {
     const { x, dy } = inputs as { x: Info; dy: Info };
     const a = attrs as unknown as { strides: [number, number]; pad: Pad; dataFormat: string; dimRoundingMode: Rounding; filterShape: number[] };
     if (!f32(x, dy)) return null;

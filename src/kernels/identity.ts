@@ -6,25 +6,17 @@
  * output shares the input's memory and bumps its reference count.
  */
 import { tf } from '../tf.js';
+import { replaceKernel } from './registry.js';
 
 interface RefCounted {
   incRef(dataId: unknown): void;
 }
 
 export function registerSharedIdentity(kind: 'wasm'): void {
-  const stock = tf.getKernel('Identity', kind);
-  if (!stock || (stock as { halfstep?: boolean }).halfstep) return;
-  tf.unregisterKernel('Identity', kind);
-  const config: tf.KernelConfig & { halfstep: boolean } = {
-    kernelName: 'Identity',
-    backendName: kind,
-    halfstep: true,
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      if (x.dtype === 'string') return stock.kernelFunc(args);
-      (args.backend as unknown as RefCounted).incRef(x.dataId);
-      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-    },
-  };
-  tf.registerKernel(config);
+  replaceKernel(kind, 'Identity', (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    if (x.dtype === 'string') return null;
+    (args.backend as unknown as RefCounted).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  });
 }

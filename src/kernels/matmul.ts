@@ -5,6 +5,7 @@
  * One cached synchronous session per (rank, transposeA, transposeB); memory is shared, not copied.
  */
 import { tf } from '../tf.js';
+import { replaceKernel } from './registry.js';
 import { encodeModel, node, valueInfo } from '../onnx/proto.js';
 import { SyncSession } from '../onnx/runtime.js';
 import { allocOutput, viewOf, type HostBackend } from './memory.js';
@@ -33,30 +34,21 @@ function session(rank: number, ta: boolean, tb: boolean): SyncSession {
 
 /** Registers the kernel for `kind`, keeping the stock kernel as the fallback for cases it does not take. */
 export function registerOrtMatMul(kind: HostBackend): void {
-  const stock = tf.getKernel('BatchMatMul', kind);
-  if (!stock || (stock as { halfstep?: boolean }).halfstep) return;
-  tf.unregisterKernel('BatchMatMul', kind);
-  const config: tf.KernelConfig & { halfstep: boolean } = {
-    kernelName: 'BatchMatMul',
-    backendName: kind,
-    halfstep: true,
-    kernelFunc: (args) => {
-      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-      const r = a.shape.length;
-      const batchOk = r === 2 || (r === 3 && b.shape.length === 3 && (a.shape[0] === b.shape[0] || a.shape[0] === 1 || b.shape[0] === 1));
-      if (a.dtype !== 'float32' || b.dtype !== 'float32' || r !== b.shape.length || !batchOk) return stock.kernelFunc(args);
-      const M = transposeA ? a.shape[r - 1]! : a.shape[r - 2]!;
-      const N = transposeB ? b.shape[r - 2]! : b.shape[r - 1]!;
-      const outShape = r === 2 ? [M, N] : [Math.max(a.shape[0]!, b.shape[0]!), M, N];
-      if (outShape.some((d) => d === 0)) return stock.kernelFunc(args);
-      const out = allocOutput(kind, args.backend, outShape);
-      const av = viewOf(kind, args.backend, a);
-      const bv = viewOf(kind, args.backend, b);
-      const cv = kind === 'wasm' ? viewOf(kind, args.backend, out.info) : out.view;
-      session(r, transposeA, transposeB).run({ a: { data: av, dims: a.shape }, b: { data: bv, dims: b.shape } }, { c: { data: cv, dims: outShape } });
-      return out.info;
-    },
-  };
-  tf.registerKernel(config);
+  replaceKernel(kind, 'BatchMatMul', (args) => {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+    const r = a.shape.length;
+    const batchOk = r === 2 || (r === 3 && b.shape.length === 3 && (a.shape[0] === b.shape[0] || a.shape[0] === 1 || b.shape[0] === 1));
+    if (a.dtype !== 'float32' || b.dtype !== 'float32' || r !== b.shape.length || !batchOk) return null;
+    const M = transposeA ? a.shape[r - 1]! : a.shape[r - 2]!;
+    const N = transposeB ? b.shape[r - 2]! : b.shape[r - 1]!;
+    const outShape = r === 2 ? [M, N] : [Math.max(a.shape[0]!, b.shape[0]!), M, N];
+    if (outShape.some((d) => d === 0)) return null;
+    const out = allocOutput(kind, args.backend, outShape);
+    const av = viewOf(kind, args.backend, a);
+    const bv = viewOf(kind, args.backend, b);
+    const cv = kind === 'wasm' ? viewOf(kind, args.backend, out.info) : out.view;
+    session(r, transposeA, transposeB).run({ a: { data: av, dims: a.shape }, b: { data: bv, dims: b.shape } }, { c: { data: cv, dims: outShape } });
+    return out.info;
+  });
 }

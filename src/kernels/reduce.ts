@@ -8,6 +8,7 @@
  * axes go to the stock kernel.
  */
 import { tf } from '../tf.js';
+import { replaceKernel } from './registry.js';
 import { encodeModel, int64Tensor, node, valueInfo } from '../onnx/proto.js';
 import { SyncSession } from '../onnx/runtime.js';
 import { allocOutput, viewOf, type HostBackend } from './memory.js';
@@ -39,29 +40,20 @@ export function contiguousBlock(shape: number[], axes: number[]): [number, numbe
 }
 
 export function registerOrtSum(kind: HostBackend): void {
-  const stock = tf.getKernel('Sum', kind);
-  if (!stock || (stock as { halfstep?: boolean }).halfstep) return;
-  tf.unregisterKernel('Sum', kind);
-  const config: tf.KernelConfig & { halfstep: boolean } = {
-    kernelName: 'Sum',
-    backendName: kind,
-    halfstep: true,
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
-      const size = x.shape.reduce((a, b) => a * b, 1);
-      if (x.dtype !== 'float32' || size < MIN_SIZE) return stock.kernelFunc(args);
-      const axes = [...new Set(tf.util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
-      const block = contiguousBlock(x.shape, axes);
-      // innermost-axis sums need no transpose in the stock kernel
-      if (!block || block[1] === 1 || block[2] === 1) return stock.kernelFunc(args);
-      const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
-      const out = allocOutput(kind, args.backend, outShape);
-      const xv = viewOf(kind, args.backend, x);
-      const yv = kind === 'wasm' ? viewOf(kind, args.backend, out.info) : out.view;
-      reduceSession().run({ x: { data: xv, dims: block } }, { y: { data: yv, dims: [block[0], block[2]] } });
-      return out.info;
-    },
-  };
-  tf.registerKernel(config);
+  replaceKernel(kind, 'Sum', (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const size = x.shape.reduce((a, b) => a * b, 1);
+    if (x.dtype !== 'float32' || size < MIN_SIZE) return null;
+    const axes = [...new Set(tf.util.parseAxisParam(axis, x.shape))].sort((a, b) => a - b);
+    const block = contiguousBlock(x.shape, axes);
+    // innermost-axis sums need no transpose in the stock kernel
+    if (!block || block[1] === 1 || block[2] === 1) return null;
+    const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
+    const out = allocOutput(kind, args.backend, outShape);
+    const xv = viewOf(kind, args.backend, x);
+    const yv = kind === 'wasm' ? viewOf(kind, args.backend, out.info) : out.view;
+    reduceSession().run({ x: { data: xv, dims: block } }, { y: { data: yv, dims: [block[0], block[2]] } });
+    return out.info;
+  });
 }

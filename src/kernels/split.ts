@@ -7,6 +7,7 @@
  * other dtypes go to the stock kernels.
  */
 import { tf } from '../tf.js';
+import { replaceKernel } from './registry.js';
 import { encodeModel, int64Tensor, node, valueInfo } from '../onnx/proto.js';
 import { SyncSession } from '../onnx/runtime.js';
 import { allocOutput, viewOf, type HostBackend } from './memory.js';
@@ -37,21 +38,9 @@ function around(shape: number[], axis: number): [number, number] {
   return [prod(shape.slice(0, axis)), prod(shape.slice(axis + 1))];
 }
 
-function replace(kind: HostBackend, kernelName: string, take: (args: Parameters<tf.KernelFunc>[0]) => tf.TensorInfo | tf.TensorInfo[] | null): void {
-  const stock = tf.getKernel(kernelName, kind);
-  if (!stock || (stock as { halfstep?: boolean }).halfstep) return;
-  tf.unregisterKernel(kernelName, kind);
-  const config: tf.KernelConfig & { halfstep: boolean } = {
-    kernelName,
-    backendName: kind,
-    halfstep: true,
-    kernelFunc: (args) => take(args) ?? stock.kernelFunc(args),
-  };
-  tf.registerKernel(config);
-}
 
 export function registerOrtConcat(kind: HostBackend): void {
-  replace(kind, 'Concat', ({ inputs, attrs, backend }) => {
+  replaceKernel(kind, 'Concat', ({ inputs, attrs, backend }) => {
     const xs = Object.values(inputs) as tf.TensorInfo[];
     if (xs.length < 2 || xs.some((t) => t.dtype !== 'float32' || t.shape.length !== xs[0]!.shape.length)) return null;
     const axis = tf.util.parseAxisParam((attrs as unknown as { axis: number }).axis, xs[0]!.shape)[0]!;
@@ -70,7 +59,7 @@ export function registerOrtConcat(kind: HostBackend): void {
 }
 
 export function registerOrtSplitV(kind: HostBackend): void {
-  replace(kind, 'SplitV', ({ inputs, attrs, backend }) => {
+  replaceKernel(kind, 'SplitV', ({ inputs, attrs, backend }) => {
     const { x } = inputs as { x: tf.TensorInfo };
     const a = attrs as unknown as { numOrSizeSplits: number | number[]; axis: number };
     if (x.dtype !== 'float32' || x.shape.reduce((p, d) => p * d, 1) < MIN_SIZE) return null;
