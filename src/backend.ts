@@ -10,6 +10,7 @@ import { BackendUnavailableError } from './errors.js';
 import type { BackendName } from './recipe.js';
 import { ortAvailable } from './onnx/runtime.js';
 import { registerChainedAddN } from './kernels/addn.js';
+import { registerWebgpuKernels } from './kernels/webgpu/index.js';
 import { registerOrtMatMul } from './kernels/matmul.js';
 import { registerOrtConv2D, registerOrtConv2DBackpropFilter, registerOrtConv2DBackpropInput, registerOrtFusedConv2D } from './kernels/conv.js';
 import { registerSharedIdentity } from './kernels/identity.js';
@@ -74,7 +75,9 @@ export function nativeKernelsWanted(): boolean {
 
 /** Which kernels halfstep replaced on the active backend (named in reports and logs). */
 export function kernelNote(): string {
-  return current === 'wasm' || current === 'cpu' ? (registered.has(current) ? 'MatMul, Conv2D (+ gradients), GroupNorm, Sum, Concat/Split via onnxruntime' : 'stock tfjs kernels') : 'stock tfjs kernels';
+  if (current === 'wasm' || current === 'cpu') return registered.has(current) ? 'MatMul, Conv2D (+ gradients), GroupNorm, Sum, Concat/Split via onnxruntime' : 'stock tfjs kernels';
+  if (current === 'webgpu') return registered.has(current) ? "halfstep's WGSL Conv2DBackpropFilter, GroupNorm, clip+Adam+EMA" : 'stock tfjs kernels';
+  return 'stock tfjs kernels';
 }
 
 const registered = new Set<string>();
@@ -126,7 +129,13 @@ export async function initBackend(name: BackendName): Promise<ResolvedBackend> {
   if (resolved === 'cpu') (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   await tf.ready();
   if ((resolved === 'wasm' || resolved === 'cpu') && nativeKernelsWanted()) registerHostKernels(resolved);
-  if (resolved === 'webgpu') registerChainedAddN('webgpu');
+  if (resolved === 'webgpu') {
+    registerChainedAddN('webgpu');
+    if (process.env.HALFSTEP_NATIVE_KERNELS !== '0') {
+      registerWebgpuKernels();
+      registered.add('webgpu');
+    }
+  }
   current = resolved;
   return resolved;
 }

@@ -2,6 +2,8 @@
 import { tf } from './tf.js';
 import type { ParamSet } from './model/params.js';
 import { hostBackend, ownedView, viewOf } from './kernels/memory.js';
+import { adamStepWgsl, emaWgsl } from './kernels/webgpu/optim.js';
+import { webgpuKernelsActive } from './kernels/webgpu/index.js';
 
 export type Decay = 'cosine' | 'linear' | 'none';
 
@@ -54,9 +56,16 @@ export class Adam {
    * One update with the gradients first scaled to global norm ≤ maxNorm (0 = no clipping); returns the
    * norm before clipping where it is known without waiting for the device (the host backends), else null.
    * On the cpu and wasm backends clipping and Adam run fused, in one pass over each parameter's memory
-   * (hundreds of small tfjs ops become one loop); elsewhere as tfjs ops that stay on the device.
+   * (hundreds of small tfjs ops become one loop); on webgpu as a few WGSL dispatches per parameter
+   * (kernels/webgpu/optim.ts); elsewhere as tfjs ops that stay on the device.
    */
   step(grads: tf.Tensor[], lr: number, maxNorm: number): number | null {
+    if (webgpuKernelsActive()) {
+      this.t += 1;
+      const scale = adamStepWgsl(this.params.list.map((p) => p.variable), this.m, this.v, grads, { lr, ...this.cfg, t: this.t, maxNorm });
+      scale.dispose();
+      return null;
+    }
     const host = hostBackend();
     if (!host) {
       const clipped = clipByGlobalNorm(grads, maxNorm);
@@ -123,6 +132,7 @@ export function emaDecay(decay: number, t: number): number {
 
 /** ema ← d·ema + (1 − d)·θ for every parameter (in place on the cpu and wasm backends). */
 export function updateEma(ema: ParamSet, params: ParamSet, d: number): void {
+  if (webgpuKernelsActive()) return emaWgsl(ema.list.map((e) => e.variable), params.list.map((p) => p.variable), d);
   const host = hostBackend();
   if (host) {
     ema.list.forEach((e, i) => {
