@@ -43,7 +43,7 @@ describe.skipIf(reason !== '')('WGSL kernels on webgpu', () => {
     expect(isHalfstepKernel('Conv2DBackpropFilter', 'webgpu')).toBe(true);
   });
 
-  const cases: [string, number[], number[], number | [number, number], 'same' | 'valid', number?][] = [
+  const cases: [string, number[], number[], number | [number, number], 'same' | 'valid'][] = [
     ['3×3 same', [2, 6, 6, 4], [3, 3, 4, 5], 1, 'same'],
     ['3×3 stride 2 same, odd size', [3, 7, 5, 3], [3, 3, 3, 8], 2, 'same'],
     ['valid 2×2', [2, 5, 6, 2], [2, 2, 2, 3], 1, 'valid'],
@@ -51,17 +51,17 @@ describe.skipIf(reason !== '')('WGSL kernels on webgpu', () => {
     ['3×3 to one output channel, many rows (several slices)', [16, 9, 9, 3], [3, 3, 3, 1], 1, 'same'],
     ['wide: K and co over one 64-tile', [2, 6, 6, 20], [3, 3, 20, 70], 1, 'same'],
   ];
-  for (const [name, xs, fs, strides, pad, dil] of cases) {
+  for (const [name, xs, fs, strides, pad] of cases) {
     test(`Conv2DBackpropFilter: ${name}`, async () => {
       const rng = new Rng(xs.reduce((a, b) => a * 31 + b, 7));
       const xv = Float32Array.from(rng.normals(xs.reduce((a, b) => a * b, 1)));
       const run = () =>
         tf.tidy(() => {
-          const x = tf.tensor(xv, xs as [number, number, number, number]);
-          const f = tf.tensor(Float32Array.from({ length: fs.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i)), fs as [number, number, number, number]);
-          const y = tf.conv2d(x, f, strides, pad, 'NHWC', dil ?? 1);
+          const x = tf.tensor4d(xv, xs as [number, number, number, number]);
+          const f = tf.tensor4d(Float32Array.from({ length: fs.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i)), fs as [number, number, number, number]);
+          const y = tf.conv2d(x, f, strides, pad);
           const r = tf.tensor(Float32Array.from({ length: y.size }, (_, i) => Math.cos(0.7 * i)), y.shape);
-          return tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, w as tf.Tensor4D, strides, pad, 'NHWC', dil ?? 1), r)))(f);
+          return tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, w as tf.Tensor4D, strides, pad), r)))(f);
         });
       const want = await (await on('cpu', run)).data();
       const got = await (await on('webgpu', run)).data();

@@ -5,11 +5,13 @@
  */
 import { tf } from '../../tf.js';
 import { registerWebgpuConv2DBackpropFilter } from './conv-filter.js';
+import { registerWebgpuGroupNorm } from './groupnorm.js';
 
 let enabled = false;
 
 export function registerWebgpuKernels(): void {
   registerWebgpuConv2DBackpropFilter();
+  registerWebgpuGroupNorm();
   enabled = true;
 }
 
