@@ -80,7 +80,7 @@ describe.skipIf(reason !== '')('WGSL kernels on webgpu', () => {
   });
 
   test('clip + Adam + EMA in place equal the tfjs-op formulas, with clipping active and shared buffers', async () => {
-    const shapes = [[3, 4], [5], [2, 3, 3, 2], [300]];
+    const shapes = [[3, 4], [5], [2, 3, 3, 2], [300], [7], [1], [4, 4], [2, 2], [600]]; // 9: two Σg² dispatches
     const rng = new Rng(3);
     const init = shapes.map((s) => Float32Array.from(rng.normals(s.reduce((a, b) => a * b, 1))));
     const gradsAt = (t: number) => shapes.map((s, i) => Float32Array.from({ length: init[i]!.length }, (_, j) => Math.sin(1 + t * 3.1 + i * 7 + j)));

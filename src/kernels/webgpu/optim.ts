@@ -3,41 +3,47 @@
  * writing the variables' buffers in place.
  *
  * As tfjs ops, clip + Adam + EMA cost ~20 dispatches per parameter tensor (1450 Multiplies alone in a
- * UNet step), and every dispatch costs the host ~0.3 ms on Dawn. Here, per parameter: Σg² into slot i
- * of a norms buffer (one workgroup), then m, v and θ updated in place (one dispatch each), and the EMA
- * (one); plus one dispatch per step turning the norms into the clip scale. Same formulas as the
+ * UNet step), and every dispatch costs the host ~0.3 ms on Dawn. Here: Σg² of 7 gradients per
+ * dispatch into a norms buffer, one dispatch turning the norms into the clip scale, then per parameter
+ * one dispatch updating m, v and θ in place (three read_write buffers, so a raw dispatch: raw.ts) and
+ * one for the EMA. Same formulas as the
  * host path in optim.ts:
  *   s = maxNorm / max(‖g‖, maxNorm) (1 without clipping), m ← β1·m + (1−β1)·s·g,
  *   v ← β2·v + (1−β2)·(s·g)², θ ← θ − (lr/(1−β1^t))·m / (√(v/(1−β2^t)) + ε), e ← d·e + (1−d)·θ.
  */
 import { tf } from '../../tf.js';
-import { ownBuffer, runWgsl, type Uniform } from './program.js';
+import { ownBuffer, runWgsl, spread, type Uniform } from './program.js';
+import { rawDispatch, rawPipeline } from './raw.js';
 
 const f32 = (...data: number[]): Uniform => ({ type: 'float32', data });
 const i32 = (...data: number[]): Uniform => ({ type: 'int32', data });
 
-const SUM_SQUARES = {
-  key: 'optim_sumsq',
-  inputs: ['G'],
-  uniforms: 'slot : i32, count : i32,',
-  workgroupSize: [256, 1, 1] as [number, number, number],
-  dispatch: [1, 1, 1] as [number, number, number],
-  perElement: false,
-  code: `
+/** Σg² of up to 7 gradients per dispatch (one workgroup each) into slots base.. of the norms buffer. */
+const SUMSQ_BATCH = 7;
+function sumSquaresCode(k: number): string {
+  const ids = Array.from({ length: k }, (_, i) => i);
+  return `
+    @group(0) @binding(0) var<storage, read_write> N : array<f32>;
+    ${ids.map((i) => `@group(0) @binding(${i + 1}) var<storage, read> G${i} : array<f32>;`).join('\n')}
+    struct U { base : i32, n0 : i32, n1 : i32, n2 : i32, n3 : i32, n4 : i32, n5 : i32, n6 : i32 };
+    @group(0) @binding(${k + 1}) var<uniform> u : U;
     var<workgroup> part : array<f32, 256>;
-    fn main() {
-      let li = i32(localIndex);
+    @compute @workgroup_size(256)
+    fn main(@builtin(local_invocation_index) li : u32, @builtin(workgroup_id) wid : vec3<u32>) {
       var s = 0.0;
-      for (var j = li; j < uniforms.count; j += 256) { let g = G[j]; s = fma(g, g, s); }
+      switch wid.x {
+        ${ids.map((i) => `case ${i}u: { for (var j = i32(li); j < u.n${i}; j += 256) { let g = G${i}[j]; s = fma(g, g, s); } }`).join('\n        ')}
+        default: {}
+      }
       part[li] = s;
       workgroupBarrier();
-      for (var w = 128; w > 0; w = w / 2) {
+      for (var w = 128u; w > 0u; w = w / 2u) {
         if (li < w) { part[li] += part[li + w]; }
         workgroupBarrier();
       }
-      if (li == 0) { result[uniforms.slot] = part[0]; }
-    }`,
-};
+      if (li == 0u) { N[u.base + i32(wid.x)] = part[0]; }
+    }`;
+}
 
 /** [scale, norm] from the per-parameter sums of squares. */
 const CLIP_SCALE = {
@@ -69,35 +75,26 @@ const CLIP_SCALE = {
     }`,
 };
 
-const ADAM_M = {
-  key: 'optim_adam_m',
-  inputs: ['G', 'S'],
-  uniforms: 'b1 : f32,',
-  code: `
-    fn main(index : i32) {
-      if (index < uniforms.size) { result[index] = uniforms.b1 * result[index] + (1.0 - uniforms.b1) * (S[0] * G[index]); }
-    }`,
-};
-
-const ADAM_V = {
-  key: 'optim_adam_v',
-  inputs: ['G', 'S'],
-  uniforms: 'b2 : f32,',
-  code: `
-    fn main(index : i32) {
-      if (index < uniforms.size) { let g = S[0] * G[index]; result[index] = uniforms.b2 * result[index] + (1.0 - uniforms.b2) * g * g; }
-    }`,
-};
-
-const ADAM_THETA = {
-  key: 'optim_adam_theta',
-  inputs: ['M', 'V'],
-  uniforms: 'lrc : f32, c2 : f32, eps : f32,',
-  code: `
-    fn main(index : i32) {
-      if (index < uniforms.size) { result[index] = result[index] - (uniforms.lrc * M[index]) / (sqrt(V[index] / uniforms.c2) + uniforms.eps); }
-    }`,
-};
+/** m, v and θ of one parameter in one pass (three read_write buffers: a raw dispatch). */
+const ADAM_CODE = `
+  @group(0) @binding(0) var<storage, read_write> P : array<f32>;
+  @group(0) @binding(1) var<storage, read_write> M : array<f32>;
+  @group(0) @binding(2) var<storage, read_write> V : array<f32>;
+  @group(0) @binding(3) var<storage, read> G : array<f32>;
+  @group(0) @binding(4) var<storage, read> S : array<f32>;
+  struct U { b1 : f32, b2 : f32, lrc : f32, c2 : f32, eps : f32, n : i32 };
+  @group(0) @binding(5) var<uniform> u : U;
+  @compute @workgroup_size(256)
+  fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups) nw : vec3<u32>) {
+    let i = i32(gid.x + gid.y * nw.x * 256u);
+    if (i >= u.n) { return; }
+    let g = S[0] * G[i];
+    let m = u.b1 * M[i] + (1.0 - u.b1) * g;
+    let v = u.b2 * V[i] + (1.0 - u.b2) * g * g;
+    M[i] = m;
+    V[i] = v;
+    P[i] = P[i] - (u.lrc * m) / (sqrt(v / u.c2) + u.eps);
+  }`;
 
 const EMA = {
   key: 'optim_ema',
@@ -126,18 +123,21 @@ export interface AdamStep {
  */
 export function adamStepWgsl(params: tf.Variable[], m: tf.Variable[], v: tf.Variable[], grads: tf.Tensor[], o: AdamStep): tf.Tensor {
   const norms = tf.zeros([params.length]);
-  grads.forEach((g, i) => runWgsl({ ...SUM_SQUARES, outputShape: norms.shape }, [g], [i32(i), i32(g.size)], norms));
+  for (let base = 0; base < grads.length; base += SUMSQ_BATCH) {
+    const batch = grads.slice(base, base + SUMSQ_BATCH);
+    const sizes = Array.from({ length: SUMSQ_BATCH }, (_, i) => batch[i]?.size ?? 0);
+    rawDispatch(rawPipeline(`optim_sumsq_${batch.length}`, sumSquaresCode(batch.length)), [norms, ...batch], [i32(base), ...sizes.map((n) => i32(n))], [batch.length, 1, 1]);
+  }
   const scaleInfo = runWgsl({ ...CLIP_SCALE, outputShape: [2] }, [norms], [i32(params.length), f32(o.maxNorm)]);
   const scale = tf.engine().makeTensorFromTensorInfo(scaleInfo);
   norms.dispose();
   const c1 = 1 - o.beta1 ** o.t;
   const c2 = 1 - o.beta2 ** o.t;
+  const pipeline = rawPipeline('optim_adam', ADAM_CODE);
   params.forEach((p, i) => {
     for (const t of [p, m[i]!, v[i]!]) ownBuffer(t);
-    const g = grads[i]!;
-    runWgsl({ ...ADAM_M, outputShape: p.shape }, [g, scale], [f32(o.beta1)], m[i]!);
-    runWgsl({ ...ADAM_V, outputShape: p.shape }, [g, scale], [f32(o.beta2)], v[i]!);
-    runWgsl({ ...ADAM_THETA, outputShape: p.shape }, [m[i]!, v[i]!], [f32(o.lr / c1), f32(c2), f32(o.eps)], p);
+    const uniforms = [f32(o.beta1), f32(o.beta2), f32(o.lr / c1), f32(c2), f32(o.eps), i32(p.size)];
+    rawDispatch(pipeline, [p, m[i]!, v[i]!, grads[i]!, scale], uniforms, spread(Math.ceil(p.size / 256)));
   });
   return scale;
 }
