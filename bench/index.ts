@@ -19,7 +19,7 @@ import { initBackend } from '../src/backend.js';
 import { encodeNpy } from '../src/data/npy.js';
 import { createNetwork } from '../src/model/index.js';
 import { denoiser } from '../src/model/network.js';
-import { Adam, cloneParams, updateEma } from '../src/optim.js';
+import { Adam, cloneParams } from '../src/optim.js';
 import { ParamSet } from '../src/model/params.js';
 import { parseRecipe, type Recipe } from '../src/recipe.js';
 import { Rng } from '../src/rng.js';
@@ -160,8 +160,8 @@ async function runWorkload(w: Workload, device: Device, quick: boolean, python: 
       params.list.map((p) => grads[p.variable.name]!),
       lr,
       1,
+      { params: ema, decay: 0.999 },
     );
-    updateEma(ema, params, 0.999);
     tf.dispose([value, ...Object.values(grads), s.logsnr, s.alpha, s.sigma, wT, z]);
     return loss;
   };

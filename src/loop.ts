@@ -7,7 +7,7 @@
 import { tf } from './tf.js';
 import { InterruptedError, NonFiniteLossError } from './errors.js';
 import type { OnEvent, Stage } from './events.js';
-import { Adam, emaDecay, learningRate, updateEma, type Decay } from './optim.js';
+import { Adam, emaDecay, learningRate, type Decay } from './optim.js';
 import type { ParamSet } from './model/params.js';
 import type { Rng, RngState } from './rng.js';
 
@@ -111,9 +111,9 @@ export async function optimize(o: LoopOptions): Promise<LoopResult> {
       o.params.list.map((p) => grads[p.variable.name]!),
       lr,
       cfg.grad_clip,
+      o.ema ? { params: o.ema.params, decay: emaDecay(o.ema.decay, step) } : undefined,
     );
     tf.dispose(Object.values(grads));
-    if (o.ema) updateEma(o.ema.params, o.params, emaDecay(o.ema.decay, step));
 
     seconds += (performance.now() - t0) / 1000;
     lastLoss = loss;

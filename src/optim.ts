@@ -53,19 +53,27 @@ export class Adam {
   }
 
   /**
-   * One update with the gradients first scaled to global norm ≤ maxNorm (0 = no clipping); returns the
+   * One update with the gradients first scaled to global norm ≤ maxNorm (0 = no clipping), then the
+   * EMA update ema ← d·ema + (1 − d)·θ if `ema` is given (fused into the same pass on webgpu); returns the
    * norm before clipping where it is known without waiting for the device (the host backends), else null.
    * On the cpu and wasm backends clipping and Adam run fused, in one pass over each parameter's memory
    * (hundreds of small tfjs ops become one loop); on webgpu as a few WGSL dispatches per parameter
    * (kernels/webgpu/optim.ts); elsewhere as tfjs ops that stay on the device.
    */
-  step(grads: tf.Tensor[], lr: number, maxNorm: number): number | null {
+  step(grads: tf.Tensor[], lr: number, maxNorm: number, ema?: { params: ParamSet; decay: number }): number | null {
     if (webgpuKernelsActive()) {
       this.t += 1;
-      const scale = adamStepWgsl(this.params.list.map((p) => p.variable), this.m, this.v, grads, { lr, ...this.cfg, t: this.t, maxNorm });
+      const e = ema && { vars: ema.params.list.map((p) => p.variable), decay: ema.decay };
+      const scale = adamStepWgsl(this.params.list.map((p) => p.variable), this.m, this.v, grads, { lr, ...this.cfg, t: this.t, maxNorm }, e);
       scale.dispose();
       return null;
     }
+    const norm = this.hostOrOpsStep(grads, lr, maxNorm);
+    if (ema) updateEma(ema.params, this.params, ema.decay);
+    return norm;
+  }
+
+  private hostOrOpsStep(grads: tf.Tensor[], lr: number, maxNorm: number): number | null {
     const host = hostBackend();
     if (!host) {
       const clipped = clipByGlobalNorm(grads, maxNorm);

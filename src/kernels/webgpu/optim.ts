@@ -75,15 +75,16 @@ const CLIP_SCALE = {
     }`,
 };
 
-/** m, v and θ of one parameter in one pass (three read_write buffers: a raw dispatch). */
-const ADAM_CODE = `
+/** m, v and θ (and the EMA e, if `ema`) of one parameter in one pass (several read_write buffers: a raw dispatch). */
+const adamCode = (ema: boolean) => `
   @group(0) @binding(0) var<storage, read_write> P : array<f32>;
   @group(0) @binding(1) var<storage, read_write> M : array<f32>;
   @group(0) @binding(2) var<storage, read_write> V : array<f32>;
   @group(0) @binding(3) var<storage, read> G : array<f32>;
   @group(0) @binding(4) var<storage, read> S : array<f32>;
-  struct U { b1 : f32, b2 : f32, lrc : f32, c2 : f32, eps : f32, n : i32 };
-  @group(0) @binding(5) var<uniform> u : U;
+  ${ema ? '@group(0) @binding(5) var<storage, read_write> E : array<f32>;' : ''}
+  struct U { b1 : f32, b2 : f32, lrc : f32, c2 : f32, eps : f32, n : i32, d : f32 };
+  @group(0) @binding(${ema ? 6 : 5}) var<uniform> u : U;
   @compute @workgroup_size(256)
   fn main(@builtin(global_invocation_id) gid : vec3<u32>, @builtin(num_workgroups) nw : vec3<u32>) {
     let i = i32(gid.x + gid.y * nw.x * 256u);
@@ -93,7 +94,9 @@ const ADAM_CODE = `
     let v = u.b2 * V[i] + (1.0 - u.b2) * g * g;
     M[i] = m;
     V[i] = v;
-    P[i] = P[i] - (u.lrc * m) / (sqrt(v / u.c2) + u.eps);
+    let p = P[i] - (u.lrc * m) / (sqrt(v / u.c2) + u.eps);
+    P[i] = p;
+    ${ema ? 'E[i] = u.d * E[i] + (1.0 - u.d) * p;' : 'let unused = u.d;'}
   }`;
 
 const EMA = {
@@ -121,7 +124,7 @@ export interface AdamStep {
  * One clipped Adam update of `params` in place. Returns a [scale, norm] tensor (the caller may read
  * the norm later, or dispose it).
  */
-export function adamStepWgsl(params: tf.Variable[], m: tf.Variable[], v: tf.Variable[], grads: tf.Tensor[], o: AdamStep): tf.Tensor {
+export function adamStepWgsl(params: tf.Variable[], m: tf.Variable[], v: tf.Variable[], grads: tf.Tensor[], o: AdamStep, ema?: { vars: tf.Variable[]; decay: number }): tf.Tensor {
   const norms = tf.zeros([params.length]);
   for (let base = 0; base < grads.length; base += SUMSQ_BATCH) {
     const batch = grads.slice(base, base + SUMSQ_BATCH);
@@ -133,11 +136,12 @@ export function adamStepWgsl(params: tf.Variable[], m: tf.Variable[], v: tf.Vari
   norms.dispose();
   const c1 = 1 - o.beta1 ** o.t;
   const c2 = 1 - o.beta2 ** o.t;
-  const pipeline = rawPipeline('optim_adam', ADAM_CODE);
+  const pipeline = rawPipeline(ema ? 'optim_adam_ema' : 'optim_adam', adamCode(!!ema));
   params.forEach((p, i) => {
-    for (const t of [p, m[i]!, v[i]!]) ownBuffer(t);
-    const uniforms = [f32(o.beta1), f32(o.beta2), f32(o.lr / c1), f32(c2), f32(o.eps), i32(p.size)];
-    rawDispatch(pipeline, [p, m[i]!, v[i]!, grads[i]!, scale], uniforms, spread(Math.ceil(p.size / 256)));
+    const e = ema?.vars[i];
+    for (const t of [p, m[i]!, v[i]!, ...(e ? [e] : [])]) ownBuffer(t);
+    const uniforms = [f32(o.beta1), f32(o.beta2), f32(o.lr / c1), f32(c2), f32(o.eps), i32(p.size), f32(ema?.decay ?? 0)];
+    rawDispatch(pipeline, [p, m[i]!, v[i]!, grads[i]!, scale, ...(e ? [e] : [])], uniforms, spread(Math.ceil(p.size / 256)));
   });
   return scale;
 }
