@@ -115,6 +115,9 @@ describe.skipIf(reason !== '')('WGSL kernels on webgpu', () => {
     const vv = pv.map((x) => tf.variable(tf.zerosLike(x)));
     let norm = 0;
     for (let t = 1; t <= 3; t++) {
+      // Reading a tensor makes tfjs-webgpu keep a CPU copy of it; the in-place kernels must drop it,
+      // or later reads (a checkpoint) would return the old values.
+      for (const x of [...pv, ...ev, ...mv, ...vv]) await x.data();
       const g = gradsAt(t).map((a, i) => tf.tensor(a, shapes[i]!));
       // odd steps: the EMA fused into Adam's pass; even steps: the separate EMA kernel
       const fused = t % 2 === 1;

@@ -129,7 +129,7 @@ export function adamStepWgsl(params: tf.Variable[], m: tf.Variable[], v: tf.Vari
   for (let base = 0; base < grads.length; base += SUMSQ_BATCH) {
     const batch = grads.slice(base, base + SUMSQ_BATCH);
     const sizes = Array.from({ length: SUMSQ_BATCH }, (_, i) => batch[i]?.size ?? 0);
-    rawDispatch(rawPipeline(`optim_sumsq_${batch.length}`, sumSquaresCode(batch.length)), [norms, ...batch], [i32(base), ...sizes.map((n) => i32(n))], [batch.length, 1, 1]);
+    rawDispatch(rawPipeline(`optim_sumsq_${batch.length}`, sumSquaresCode(batch.length)), [norms, ...batch], [i32(base), ...sizes.map((n) => i32(n))], [batch.length, 1, 1], [norms]);
   }
   const scaleInfo = runWgsl({ ...CLIP_SCALE, outputShape: [2] }, [norms], [i32(params.length), f32(o.maxNorm)]);
   const scale = tf.engine().makeTensorFromTensorInfo(scaleInfo);
@@ -141,7 +141,7 @@ export function adamStepWgsl(params: tf.Variable[], m: tf.Variable[], v: tf.Vari
     const e = ema?.vars[i];
     for (const t of [p, m[i]!, v[i]!, ...(e ? [e] : [])]) ownBuffer(t);
     const uniforms = [f32(o.beta1), f32(o.beta2), f32(o.lr / c1), f32(c2), f32(o.eps), i32(p.size), f32(ema?.decay ?? 0)];
-    rawDispatch(pipeline, [p, m[i]!, v[i]!, grads[i]!, scale, ...(e ? [e] : [])], uniforms, spread(Math.ceil(p.size / 256)));
+    rawDispatch(pipeline, [p, m[i]!, v[i]!, grads[i]!, scale, ...(e ? [e] : [])], uniforms, spread(Math.ceil(p.size / 256)), [p, m[i]!, v[i]!, ...(e ? [e] : [])]);
   });
   return scale;
 }

@@ -34,6 +34,7 @@ export interface WgslSpec {
 }
 
 interface WebGpuLike {
+  tensorMap: { get(dataId: object): { values: unknown } | undefined };
   runWebGPUProgram(program: object, inputs: tf.TensorInfo[], dtype: tf.DataType, uniforms?: Uniform[], output?: tf.TensorInfo): tf.TensorInfo;
   refCount(dataId: object): number;
   device: { limits: { maxComputeWorkgroupsPerDimension: number } };
@@ -76,7 +77,19 @@ export function runWgsl(spec: WgslSpec, inputs: tf.TensorInfo[], uniforms: Unifo
   };
   // The backend calls main(getGlobalIndex()) when the dispatch layout is flat and main() otherwise.
   if (!perElement) (program as { dispatchLayout: object }).dispatchLayout = { x: [], y: [0] };
-  return webgpuBackend().runWebGPUProgram(program, inputs, 'float32', uniforms, output);
+  const out = webgpuBackend().runWebGPUProgram(program, inputs, 'float32', uniforms, output);
+  if (output) dropCpuCopy(output);
+  return out;
+}
+
+/**
+ * After a kernel wrote a tensor's buffer in place: tfjs-webgpu keeps the values of every tensor it has
+ * read back (or received from the host) on the CPU and answers later reads from that copy, which would
+ * now be stale (a checkpoint would save old weights).
+ */
+export function dropCpuCopy(t: tf.TensorInfo): void {
+  const data = webgpuBackend().tensorMap.get(t.dataId);
+  if (data) data.values = null;
 }
 
 /**

@@ -6,7 +6,7 @@
  * the backend's pool, and the queue is flushed every WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches.
  */
 import { tf } from '../../tf.js';
-import { webgpuBackend, type Uniform } from './program.js';
+import { dropCpuCopy, webgpuBackend, type Uniform } from './program.js';
 
 /* Minimal shapes of the WebGPU objects used (the `webgpu` package provides the real ones). */
 interface GpuPipeline {
@@ -51,9 +51,10 @@ export function rawPipeline(key: string, code: string): GpuPipeline {
 
 /**
  * Records one dispatch of `pipeline` with bindings 0..k−1 = the tensors' buffers (in order) and
- * binding k = the uniforms (if any).
+ * binding k = the uniforms (if any). `written` lists the tensors the shader writes (their CPU copies
+ * are dropped).
  */
-export function rawDispatch(pipeline: GpuPipeline, tensors: tf.TensorInfo[], uniforms: Uniform[] | null, workgroups: [number, number, number]): void {
+export function rawDispatch(pipeline: GpuPipeline, tensors: tf.TensorInfo[], uniforms: Uniform[] | null, workgroups: [number, number, number], written: tf.TensorInfo[]): void {
   const b = webgpuBackend() as unknown as BackendInternals;
   const entries: { binding: number; resource: unknown }[] = tensors.map((t, i) => {
     b.uploadToGPU(t.dataId);
@@ -68,6 +69,7 @@ export function rawDispatch(pipeline: GpuPipeline, tensors: tf.TensorInfo[], uni
   b.computePassEncoder.setBindGroup(0, group);
   b.computePassEncoder.dispatchWorkgroups(...workgroups);
   b.dispatchCountInPass++;
+  for (const t of written) dropCpuCopy(t);
   if ((tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number) <= b.dispatchCountInPass) {
     b.endComputePassEncoder();
     b.submitQueue();
