@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { tf } from './tf.js';
 import { BackendUnavailableError } from './errors.js';
 import type { BackendName } from './recipe.js';
@@ -54,6 +55,8 @@ export const optionalLoaders = {
     } catch (e) {
       throw new BackendUnavailableError(`backend "webgpu" is not available: the npm package "webgpu" could not be loaded (${(e as Error).message.split('\n')[0]})`);
     }
+    // Dawn's Vulkan loader complains on every start where XDG_RUNTIME_DIR is unset (e.g. as root in a container)
+    process.env.XDG_RUNTIME_DIR ??= tmpdir();
     const gpu = create([]);
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) return false;
