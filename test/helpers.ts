@@ -1,11 +1,21 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { afterAll } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main } from '../src/cli.js';
 import type { Output } from '../src/commands/progress.js';
 
+const made: string[] = [];
+// The folders a test file made are removed when its tests are done (HALFSTEP_KEEP_TMP=1 keeps them).
+afterAll(() => {
+  if (process.env.HALFSTEP_KEEP_TMP) return;
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
 export function tmp(prefix = 'halfstep-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  made.push(d);
+  return d;
 }
 
 export interface CliResult {

@@ -10,6 +10,11 @@ import type { ParamSet } from '../src/model/params.js';
 import { Adam } from '../src/optim.js';
 import { parseRecipe, type Recipe } from '../src/recipe.js';
 import { RecipeError } from '../src/errors.js';
+import { IMAGE_SAMPLE_CHUNK, timedSample } from '../src/eval/evaluate.js';
+import { sample } from '../src/sampler.js';
+import { denoiser } from '../src/model/network.js';
+import type { Job } from '../src/stage.js';
+import type { TrainedModel } from '../src/train.js';
 import { relErr, stockCpuBackend } from './helpers.js';
 
 const tiny: UnetConfig = {
@@ -257,4 +262,18 @@ describe('UNet recipe keys and errors', () => {
     expect(e.path).toBe('model.unet.heads');
     expect(error(() => createNetwork(recipe('{type: mlp}').model, [28, 28, 1])).path).toBe('model.type');
   });
+});
+
+test('evaluation samples images in chunks of IMAGE_SAMPLE_CHUNK and gets the samples of one whole batch', async () => {
+  const net = unetNetwork(tiny, [8, 8, 2], 2);
+  const ps = net.init(new Rng(5));
+  randomize(ps, 6);
+  const n = IMAGE_SAMPLE_CHUNK + 3;
+  const noise = new Rng(7).normals(n * 8 * 8 * 2);
+  const job = { net, dataset: { shape: [8, 8, 2], range: [-1, 1] }, recipe: { model: { parameterization: 'v' } } } as unknown as Job;
+  const { samples } = await timedSample(job, { params: ps } as TrainedModel, noise, 2, 1);
+  const whole = tf.tidy(() => sample(denoiser(net, ps, 'v'), tf.tensor(noise, [n, 8, 8, 2]), 2, [-1, 1]).dataSync() as Float32Array);
+  expect(samples.length).toBe(whole.length);
+  expect(relErr(samples, whole)).toBeLessThan(1e-5);
+  ps.dispose();
 });

@@ -33,24 +33,35 @@ export function reportSteps(start: number, end: number): number[] {
   return out;
 }
 
+/**
+ * Images are sampled at most this many at a time: a whole evaluation batch (e.g. 500 MNIST digits) of
+ * UNet activations at once can exhaust the wasm heap. Every sample depends only on its own noise, so
+ * the samples do not depend on the chunking.
+ */
+export const IMAGE_SAMPLE_CHUNK = 128;
+
 /** Draw samples with N DDIM steps from fixed noise; returns the samples and the fastest of `repeats` timings. */
 export async function timedSample(job: Job, model: TrainedModel, noise: Float32Array, N: number, repeats: number): Promise<{ samples: Float32Array; ms: number }> {
-  const n = noise.length / exampleSize(job.dataset);
+  const D = exampleSize(job.dataset);
+  const n = noise.length / D;
+  const chunk = job.dataset.shape.length > 1 ? IMAGE_SAMPLE_CHUNK : n;
   const den = denoiser(job.net, model.params, job.recipe.model.parameterization);
   const clip: Clip = job.dataset.range;
   let best = Infinity;
-  let out: Float32Array | null = null;
+  const out = new Float32Array(n * D);
   for (let r = 0; r < repeats; r++) {
     const t0 = performance.now();
-    const z = tf.tensor(noise, [n, ...job.dataset.shape]);
-    const s = sample(den, z, N, clip);
-    const data = (await s.data()) as Float32Array;
+    for (let i = 0; i < n; i += chunk) {
+      const m = Math.min(chunk, n - i);
+      const z = tf.tensor(noise.subarray(i * D, (i + m) * D), [m, ...job.dataset.shape]);
+      const s = sample(den, z, N, clip);
+      out.set((await s.data()) as Float32Array, i * D);
+      tf.dispose([z, s]);
+    }
     best = Math.min(best, performance.now() - t0);
-    tf.dispose([z, s]);
     await yieldToEventLoop();
-    out = data;
   }
-  return { samples: out!, ms: best };
+  return { samples: out, ms: best };
 }
 
 export interface Evaluation {

@@ -33,7 +33,7 @@ export interface ReportJson {
   eval_seconds: number;
 }
 
-const LATENCY_DEFINITION = "Wall time to draw eval.samples samples in one batch at the row's step count (fastest of eval.latency_repeats), divided by eval.samples; on this run's backend.";
+const LATENCY_DEFINITION = "Wall time to draw eval.samples samples in one batch (images: batches of at most 128) at the row's step count (fastest of eval.latency_repeats), divided by eval.samples; on this run's backend.";
 
 /** A picture of samples: a scatter plot for vectors, a grid of the first 64 for images. */
 async function samplesPicture(job: Job, x: Float32Array, title: string, color: string): Promise<Rendered> {
