@@ -137,4 +137,40 @@ describe.skipIf(reason !== '')('WGSL kernels on webgpu', () => {
     }
     tf.dispose([...pv, ...ev, ...mv, ...vv]);
   });
+
+  test('values made on the host reach the GPU through writeBuffer, without staging buffers, in order', async () => {
+    const b = tf.backend() as unknown as { device: { createBuffer: (d: { usage: number }) => unknown } };
+    const device = b.device;
+    const create = device.createBuffer;
+    const MAP_WRITE = (globalThis as unknown as { GPUBufferUsage: { MAP_WRITE: number } }).GPUBufferUsage.MAP_WRITE;
+    let staging = 0;
+    device.createBuffer = (d: { usage: number }) => {
+      if (d.usage & MAP_WRITE) staging++;
+      return create.call(device, d);
+    };
+    try {
+      // above WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD, so the adds run on the GPU
+      const n = 2048;
+      const base = tf.sqrt(tf.square(tf.range(0, n)));
+      const results: tf.Tensor[] = [];
+      for (let i = 0; i < 25; i++) {
+        // float32 from values, added on the GPU; the value tensor is freed while the add is still queued
+        const v = tf.tensor1d(Float32Array.from({ length: n }, (_, k) => i * (k + 1)));
+        results.push(tf.add(base, v));
+        v.dispose();
+      }
+      const ints = tf.tensor1d(Int32Array.from({ length: n }, (_, k) => k - 5), 'int32');
+      const mask = tf.tensor1d(Uint8Array.from({ length: n }, (_, k) => k % 2), 'bool');
+      const picked = tf.where(mask, tf.cast(ints, 'float32'), tf.fill([n], 9));
+      for (let i = 0; i < 25; i++) {
+        const r = await results[i]!.data();
+        expect(r.every((x, k) => x === k + i * (k + 1))).toBe(true);
+      }
+      expect((await picked.data()).every((x, k) => x === (k % 2 ? k - 5 : 9))).toBe(true);
+      expect(staging).toBe(0); // tfjs-webgpu's own upload: a staging buffer per tensor whose pooled buffer is not mapped
+      tf.dispose([base, ...results, ints, mask, picked]);
+    } finally {
+      device.createBuffer = create;
+    }
+  });
 });

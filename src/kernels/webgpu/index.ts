@@ -6,12 +6,14 @@
 import { tf } from '../../tf.js';
 import { registerWebgpuConv2DBackpropFilter } from './conv-filter.js';
 import { registerWebgpuGroupNorm } from './groupnorm.js';
+import { hostCutsWanted, installWriteBufferUploads } from './host.js';
 
 let enabled = false;
 
 export function registerWebgpuKernels(): void {
   registerWebgpuConv2DBackpropFilter();
   registerWebgpuGroupNorm();
+  if (hostCutsWanted()) installWriteBufferUploads();
   enabled = true;
 }
 
