@@ -2,7 +2,7 @@
  * GroupNorm (optionally followed by SiLU) on NHWC float32 tensors as WGSL programs on
  * tfjs-backend-webgpu: the kernels HalfstepGroupNorm and HalfstepGroupNormGrad with the contracts of
  * the cpu/wasm ones (kernels/groupnorm.ts), so that `groupNormAct` (model/unet-layers.ts) runs
- * GroupNorm + SiLU as 3 dispatches forward and 4 backward instead of ~40 tfjs ops.
+ * GroupNorm + SiLU as 1 dispatch forward and 2 backward instead of ~40 tfjs ops.
  *
  *   HalfstepGroupNorm      (x, gamma, beta)                 → (y, mean, rstd)
  *   HalfstepGroupNormGrad  (x, gamma, beta, mean, rstd, dy) → (dx, dgamma, dbeta)
@@ -14,22 +14,23 @@
  *   dβ = Σ ga, dγ = Σ ga·x̂ (both per channel over n, h, w),
  *   m1 = Σ_group γ·ga / N, m2 = Σ_group γ·ga·x̂ / N, dx = rstd·(γ·ga − m1 − x̂·m2).
  *
- * Dispatches. Forward 3: mean and rstd, each one workgroup of 256 invocations per (n, g) that loops
- * over the group's values and sums them with a tree reduction in workgroup memory; then y, one
- * invocation per element. Backward 4: [m1, m2] per (n, g) into an internal [n, G, 2] tensor (one
- * workgroup per (n, g), two reductions at once); dx, one invocation per element; dγ and dβ, one
- * workgroup per channel looping over the n·h·w rows. ga is recomputed where needed (from x, the
- * statistics, γ, β and dy), so no full-size intermediate is written.
+ * Dispatches (raw ones, raw.ts, since they write several outputs; every dispatch costs the host far
+ * more than these kernels cost the GPU). Forward, one workgroup of 256 invocations per (n, g): μ by a
+ * loop over the group's values and a tree reduction in workgroup memory, Σ(x − μ)² the same way, then
+ * y for the group's values; it writes y, mean and rstd. Backward: dx, one workgroup per (n, g) that
+ * reduces m1 and m2 and then writes the group's dx; dγ and dβ, one workgroup per channel looping over
+ * the n·h·w rows. ga is recomputed where needed (from x, the statistics, γ, β and dy), so no
+ * full-size intermediate is written.
  *
  * The geometry (h, w, c, groups, ε, SiLU) is baked into the WGSL as constants and into the program
- * key; the batch size n comes from the output size or the shape uniform of x, so a pipeline serves
- * every batch size. Every program binds only the inputs its code reads (the pipelines' bind group
- * layouts are derived from the code).
+ * key; the batch size n is a uniform, so a pipeline serves every batch size. Every program binds only
+ * the inputs its code reads (the pipelines' bind group layouts are derived from the code).
  */
 import { tf } from '../../tf.js';
 import { GROUP_NORM, GROUP_NORM_GRAD, type GroupNormAttrs } from '../groupnorm.js';
 import { replaceKernel } from '../registry.js';
-import { FLAT_WORKGROUP, runWgsl, spread, webgpuBackend, type WgslSpec } from './program.js';
+import { FLAT_WORKGROUP, spread, webgpuBackend } from './program.js';
+import { rawDispatch, rawPipeline } from './raw.js';
 
 type Info = tf.TensorInfo;
 
@@ -94,17 +95,20 @@ function treeReduce(arrays: string[]): string {
 }
 
 /**
- * One workgroup per (n, g) (flat workgroup number `wg`, `live` false for the spare workgroups of a
- * 2-D dispatch; no early return, so that the barriers stay in uniform control flow), `body` run for
- * each of the group's values with `idx` (flat index into x) and `ch` (channel). WGSL.
+ * One workgroup per (n, g): its flat workgroup number `wg`, `live` false for the spare workgroups of a
+ * 2-D dispatch (no early return, so that the barriers stay in uniform control flow), and `base`, the
+ * flat index of the group's first value. Needs NG (the number of groups) in scope. WGSL.
  */
-function perGroupLoop(body: string): string {
-  return `
+const GROUP_IDS = `
       let wg = ${FLAT_WORKGROUP};
       let live = wg < NG;
       let nn = wg / G;
       let g = wg - nn * G;
-      let base = nn * HW * C + g * CG;
+      let base = nn * HW * C + g * CG;`;
+
+/** `body` run for each of the group's values (after GROUP_IDS), with `idx` (flat index into x) and `ch` (channel). WGSL. */
+function groupLoop(body: string): string {
+  return `
       if (live) {
         for (var i = i32(localIndex); i < COUNT; i = i + i32(WG)) {
           let p = i / CG;
@@ -116,49 +120,58 @@ function perGroupLoop(body: string): string {
       }`;
 }
 
-/** μ per (n, g): output [n, G]. */
-function meanProgram(k: Geometry, n: number): WgslSpec {
-  const code = `${header(k)}
-    var<workgroup> part : array<f32, ${WG}>;
-    fn main() {
-      let NG = uniforms.size;
-      var s = 0.0;${perGroupLoop('s = s + X[idx];')}
-      part[localIndex] = s;${treeReduce(['part'])}
-      if (localIndex == 0u && live) { result[wg] = part[0] / f32(COUNT); }
-    }`;
-  return { key: keyOf('mean', k), inputs: ['X'], outputShape: [n, k.groups], code, workgroupSize: [WG, 1, 1], dispatch: spread(n * k.groups), perElement: false };
+/**
+ * The binding declarations of a raw program: read_write buffers `outputs`, then read-only `inputs`
+ * (only those the code reads: the layout is derived from the code), then the uniform `u.n` (the batch
+ * size). WGSL.
+ */
+function bindings(outputs: string[], inputs: string[]): string {
+  const names = [...outputs, ...inputs];
+  return `${names.map((name, i) => `@group(0) @binding(${i}) var<storage, ${i < outputs.length ? 'read_write' : 'read'}> ${name} : array<f32>;`).join('\n    ')}
+    struct U { n : i32 };
+    @group(0) @binding(${names.length}) var<uniform> u : U;`;
 }
 
-/** rstd = 1/√(Σ(x − μ)²/N + ε) per (n, g): output [n, G]. */
-function rstdProgram(k: Geometry, n: number): WgslSpec {
-  const code = `${header(k)}
-    var<workgroup> part : array<f32, ${WG}>;
-    fn main() {
-      let NG = uniforms.size;
-      var s = 0.0;${perGroupLoop('let d = X[idx] - MEAN[wg];\n          s = s + d * d;')}
-      part[localIndex] = s;${treeReduce(['part'])}
-      if (localIndex == 0u && live) { result[wg] = 1.0 / sqrt(part[0] / f32(COUNT) + EPS); }
-    }`;
-  return { key: keyOf('rstd', k), inputs: ['X', 'MEAN'], outputShape: [n, k.groups], code, workgroupSize: [WG, 1, 1], dispatch: spread(n * k.groups), perElement: false };
-}
+/** The entry point, with the builtins under the names the helpers use. WGSL. */
+const ENTRY = `@compute @workgroup_size(${WG})
+    fn main(@builtin(local_invocation_index) localIndex : u32, @builtin(workgroup_id) workgroupId : vec3<u32>, @builtin(num_workgroups) numWorkgroups : vec3<u32>)`;
 
-/** y = act(γ·(x − μ)·rstd + β), one invocation per element: output [n, h, w, c]. */
-function forwardProgram(k: Geometry, n: number): WgslSpec {
-  const code = `${header(k)}
-    fn main(index : i32) {
-      if (index >= uniforms.size) { return; }
-      let ch = index % C;
-      let sg = (index / (HW * C)) * G + ch / CG;
-      let a = (X[index] - MEAN[sg]) * RSTD[sg] * GAMMA[ch] + BETA[ch];
-      result[index] = ${k.silu ? 'a / (1.0 + exp(-a))' : 'a'};
-    }`;
-  return { key: keyOf('fwd', k), inputs: ['X', 'GAMMA', 'BETA', 'MEAN', 'RSTD'], outputShape: [n, k.h, k.w, k.c], code };
+interface RawProgram {
+  key: string;
+  code: string;
+  outputs: string[];
+  inputs: string[];
 }
 
 /**
- * The inputs that `gaCode` reads (γ and β only through SiLU), plus γ if the program itself reads it:
- * a program may bind only the inputs its code reads.
+ * Forward, one workgroup per (n, g): μ (sum, tree reduction), then Σ(x − μ)² the same way, then y for
+ * the group's values; writes Y, MEAN and RSTD.
  */
+function forwardProgram(k: Geometry): RawProgram {
+  const outputs = ['Y', 'MEAN', 'RSTD'];
+  const inputs = ['X', 'GAMMA', 'BETA'];
+  const code = `${header(k)}
+    ${bindings(outputs, inputs)}
+    var<workgroup> part : array<f32, ${WG}>;
+    ${ENTRY} {
+      let NG = u.n * G;${GROUP_IDS}
+      var s = 0.0;${groupLoop('s = s + X[idx];')}
+      part[localIndex] = s;${treeReduce(['part'])}
+      let mean = part[0] / f32(COUNT);
+      workgroupBarrier(); // every invocation has read part[0] before it is overwritten
+      var q = 0.0;${groupLoop('let d = X[idx] - mean;\n          q = q + d * d;')}
+      part[localIndex] = q;${treeReduce(['part'])}
+      let r = 1.0 / sqrt(part[0] / f32(COUNT) + EPS);
+      if (localIndex == 0u && live) {
+        MEAN[wg] = mean;
+        RSTD[wg] = r;
+      }${groupLoop(`let a = (X[idx] - mean) * r * GAMMA[ch] + BETA[ch];
+          Y[idx] = ${k.silu ? 'a / (1.0 + exp(-a))' : 'a'};`)}
+    }`;
+  return { key: keyOf('fwd', k), code, outputs, inputs };
+}
+
+/** The inputs that `gaCode` reads (γ and β only through SiLU), plus γ if the program itself reads it. */
 function gaInputs(k: Geometry, gamma: boolean): string[] {
   return k.silu ? ['X', 'GAMMA', 'BETA', 'MEAN', 'RSTD', 'DY'] : gamma ? ['X', 'GAMMA', 'MEAN', 'RSTD', 'DY'] : ['X', 'MEAN', 'RSTD', 'DY'];
 }
@@ -169,98 +182,86 @@ function gaCode(k: Geometry): string {
           let ga = actGrad(${k.silu ? 'xh * GAMMA[ch] + BETA[ch]' : '0.0'}, DY[idx]);`;
 }
 
-/** [m1, m2] = [Σ γ·ga, Σ γ·ga·x̂] / N per (n, g): output [n, G, 2]. */
-function statsProgram(k: Geometry, n: number): WgslSpec {
+/** dx, one workgroup per (n, g): m1 = Σ γ·ga / N and m2 = Σ γ·ga·x̂ / N, then dx = rstd·(γ·ga − m1 − x̂·m2). */
+function dxProgram(k: Geometry): RawProgram {
+  const outputs = ['DX'];
+  const inputs = gaInputs(k, true);
   const code = `${header(k)}
+    ${bindings(outputs, inputs)}
     var<workgroup> part1 : array<f32, ${WG}>;
     var<workgroup> part2 : array<f32, ${WG}>;
-    fn main() {
-      let NG = uniforms.size / 2;
+    ${ENTRY} {
+      let NG = u.n * G;${GROUP_IDS}
       var s1 = 0.0;
-      var s2 = 0.0;${perGroupLoop(`let sg = wg;
+      var s2 = 0.0;${groupLoop(`let sg = wg;
           ${gaCode(k)}
           let gg = GAMMA[ch] * ga;
           s1 = s1 + gg;
           s2 = s2 + gg * xh;`)}
       part1[localIndex] = s1;
       part2[localIndex] = s2;${treeReduce(['part1', 'part2'])}
-      if (localIndex == 0u && live) {
-        result[2 * wg] = part1[0] / f32(COUNT);
-        result[2 * wg + 1] = part2[0] / f32(COUNT);
-      }
+      let m1 = part1[0] / f32(COUNT);
+      let m2 = part2[0] / f32(COUNT);${groupLoop(`let sg = wg;
+          ${gaCode(k)}
+          DX[idx] = r * (GAMMA[ch] * ga - m1 - xh * m2);`)}
     }`;
-  return { key: keyOf('stats', k), inputs: gaInputs(k, true), outputShape: [n, k.groups, 2], code, workgroupSize: [WG, 1, 1], dispatch: spread(n * k.groups), perElement: false };
+  return { key: keyOf('dx', k), code, outputs, inputs };
 }
 
-/** dx = rstd·(γ·ga − m1 − x̂·m2), one invocation per element: output [n, h, w, c]. */
-function dxProgram(k: Geometry, n: number): WgslSpec {
+/** dγ = Σ ga·x̂ and dβ = Σ ga per channel over the n·h·w rows, one workgroup per channel. */
+function channelSumsProgram(k: Geometry): RawProgram {
+  const outputs = ['DGAMMA', 'DBETA'];
+  const inputs = gaInputs(k, false);
   const code = `${header(k)}
-    fn main(index : i32) {
-      if (index >= uniforms.size) { return; }
-      let idx = index;
-      let ch = index % C;
-      let sg = (index / (HW * C)) * G + ch / CG;
-      ${gaCode(k)}
-      result[index] = r * (GAMMA[ch] * ga - STATS[2 * sg] - xh * STATS[2 * sg + 1]);
-    }`;
-  return { key: keyOf('dx', k), inputs: [...gaInputs(k, true), 'STATS'], outputShape: [n, k.h, k.w, k.c], code };
-}
-
-/** dγ = Σ ga·x̂ or dβ = Σ ga per channel over the n·h·w rows, one workgroup per channel: output [c]. */
-function channelSumProgram(k: Geometry, which: 'dgamma' | 'dbeta'): WgslSpec {
-  // dβ without SiLU is Σ dy: no statistics needed (and only bound inputs may be declared).
-  const plain = which === 'dbeta' && !k.silu;
-  const term = which === 'dgamma' ? 'ga * xh' : 'ga';
-  const code = `${header(k)}
-    var<workgroup> part : array<f32, ${WG}>;
-    fn main() {
+    ${bindings(outputs, inputs)}
+    var<workgroup> part1 : array<f32, ${WG}>;
+    var<workgroup> part2 : array<f32, ${WG}>;
+    ${ENTRY} {
       let ch = ${FLAT_WORKGROUP};
       let live = ch < C;
-      let rows = uniforms.dYShape.x * HW; // dYShape: the shape uniform of input DY (n, h, w, c)
-      var s = 0.0;
+      let rows = u.n * HW;
+      var s1 = 0.0;
+      var s2 = 0.0;
       if (live) {
         for (var i = i32(localIndex); i < rows; i = i + i32(WG)) {
           let idx = i * C + ch;
-          ${plain ? 's = s + DY[idx];' : `let sg = (i / HW) * G + ch / CG;
+          let sg = (i / HW) * G + ch / CG;
           ${gaCode(k)}
-          s = s + ${term};`}
+          s1 = s1 + ga * xh;
+          s2 = s2 + ga;
         }
       }
-      part[localIndex] = s;${treeReduce(['part'])}
-      if (localIndex == 0u && live) { result[ch] = part[0]; }
+      part1[localIndex] = s1;
+      part2[localIndex] = s2;${treeReduce(['part1', 'part2'])}
+      if (localIndex == 0u && live) {
+        DGAMMA[ch] = part1[0];
+        DBETA[ch] = part2[0];
+      }
     }`;
-  return { key: keyOf(plain ? 'dbeta_plain' : which, k), inputs: plain ? ['DY'] : gaInputs(k, false), outputShape: [k.c], code, workgroupSize: [WG, 1, 1], dispatch: spread(k.c), perElement: false };
+  return { key: keyOf('dgamma_dbeta', k), code, outputs, inputs };
 }
 
-/** Runs `spec` on the tensors its inputs name. */
-function run(spec: WgslSpec, tensors: Record<string, Info>): Info {
-  return runWgsl(spec, spec.inputs.map((name) => tensors[name]!));
-}
-
-function dispose(...ts: Info[]): void {
-  const b = webgpuBackend() as unknown as { disposeData(id: object): void };
-  for (const t of ts) b.disposeData(t.dataId);
+/** Runs `p` over `workgroups` on the tensors its inputs name, into new float32 tensors of `shapes` (one per output). */
+function run(p: RawProgram, n: number, workgroups: number, tensors: Record<string, Info>, shapes: number[][]): Info[] {
+  const b = webgpuBackend() as unknown as { makeTensorInfo(shape: number[], dtype: 'float32'): Info };
+  const outs = shapes.map((shape) => b.makeTensorInfo(shape, 'float32'));
+  rawDispatch(rawPipeline(p.key, p.code), [...outs, ...p.inputs.map((name) => tensors[name]!)], [{ type: 'int32', data: [n] }], spread(workgroups), outs);
+  return outs;
 }
 
 export function groupNormForwardWgsl(x: Info, gamma: Info, beta: Info, attrs: GroupNormAttrs): Info[] {
   const k = geometryOf(x, attrs);
   const n = x.shape[0]!;
-  const mean = run(meanProgram(k, n), { X: x });
-  const rstd = run(rstdProgram(k, n), { X: x, MEAN: mean });
-  const y = run(forwardProgram(k, n), { X: x, GAMMA: gamma, BETA: beta, MEAN: mean, RSTD: rstd });
-  return [y, mean, rstd];
+  return run(forwardProgram(k), n, n * k.groups, { X: x, GAMMA: gamma, BETA: beta }, [x.shape, [n, k.groups], [n, k.groups]]);
 }
 
 export function groupNormBackwardWgsl(x: Info, gamma: Info, beta: Info, mean: Info, rstd: Info, dy: Info, attrs: GroupNormAttrs): Info[] {
   const k = geometryOf(x, attrs);
   const n = x.shape[0]!;
   const ts = { X: x, GAMMA: gamma, BETA: beta, MEAN: mean, RSTD: rstd, DY: dy };
-  const stats = run(statsProgram(k, n), ts);
-  const dx = run(dxProgram(k, n), { ...ts, STATS: stats });
-  dispose(stats);
-  const dgamma = run(channelSumProgram(k, 'dgamma'), ts);
-  const dbeta = run(channelSumProgram(k, 'dbeta'), ts);
-  return [dx, dgamma, dbeta];
+  const [dx] = run(dxProgram(k), n, n * k.groups, ts, [x.shape]);
+  const [dgamma, dbeta] = run(channelSumsProgram(k), n, k.c, ts, [[k.c], [k.c]]);
+  return [dx!, dgamma!, dbeta!];
 }
 
 function float32(...ts: Info[]): boolean {
