@@ -57,7 +57,8 @@ export const optionalLoaders = {
     }
     // Dawn's Vulkan loader complains on every start where XDG_RUNTIME_DIR is unset (e.g. as root in a container)
     process.env.XDG_RUNTIME_DIR ??= tmpdir();
-    const gpu = create([]);
+    // Dawn options, e.g. HALFSTEP_DAWN_FLAGS='enable-dawn-features=skip_validation' (the webgpu package's create())
+    const gpu = create(dawnFlags());
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) return false;
     // tfjs-backend-webgpu registers itself only if navigator.gpu exists when it is imported, and it
@@ -70,6 +71,11 @@ export const optionalLoaders = {
 };
 
 let current: ResolvedBackend | null = null;
+
+/** The options passed to Dawn: HALFSTEP_DAWN_FLAGS, separated by spaces (each option's own list uses commas). */
+export function dawnFlags(env: NodeJS.ProcessEnv = process.env): string[] {
+  return (env.HALFSTEP_DAWN_FLAGS ?? '').split(/\s+/).filter(Boolean);
+}
 
 /** onnxruntime-backed kernels on the host backends, unless HALFSTEP_NATIVE_KERNELS=0 or onnxruntime-node is missing. */
 export function nativeKernelsWanted(): boolean {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from 'vitest';
-import { initBackend, optionalLoaders, resolveAuto } from '../src/backend.js';
+import { dawnFlags, initBackend, optionalLoaders, resolveAuto } from '../src/backend.js';
 import { BackendUnavailableError } from '../src/errors.js';
 import { tf } from '../src/tf.js';
 
@@ -7,6 +7,14 @@ const saved = { ...optionalLoaders };
 afterEach(() => Object.assign(optionalLoaders, saved));
 
 describe('backend selection', () => {
+  test('HALFSTEP_DAWN_FLAGS gives Dawn its options, split at spaces (each option keeps its commas)', () => {
+    expect(dawnFlags({})).toEqual([]);
+    expect(dawnFlags({ HALFSTEP_DAWN_FLAGS: ' enable-dawn-features=skip_validation,disable_robustness  backend=vulkan ' })).toEqual([
+      'enable-dawn-features=skip_validation,disable_robustness',
+      'backend=vulkan',
+    ]);
+  });
+
   test('tensorflow gives a clear "not installed" error when tfjs-node is absent', async () => {
     const e = await initBackend('tensorflow').catch((x) => x);
     expect(e).toBeInstanceOf(BackendUnavailableError);
