@@ -49,7 +49,7 @@ export function progressReporter(io: Output, quiet: boolean): OnEvent & { stop()
           );
           bar.start(e.total, e.startAt, { label: e.label, loss: '-', speed: '-' });
         } else {
-          io.err(`[${e.label}] start: ${e.total} ${e.stage === 'eval' ? 'rows' : 'updates'}${e.startAt ? `, resuming at ${e.startAt}` : ''}, backend ${e.backend}\n`);
+          io.err(`[${e.label}] start: ${e.total} ${e.unit ?? 'updates'}${e.startAt ? `, resuming at ${e.startAt}` : ''}, backend ${e.backend}\n`);
         }
         lastLog = performance.now();
         lastPct = -1;

@@ -83,7 +83,7 @@ export async function evaluate(job: Job, teacher: TrainedModel, students: Traine
   const rows: Row[] = [];
   let ref: Float32Array | null = null;
   const t0 = performance.now();
-  job.onEvent({ type: 'stage-start', stage: 'eval', label: 'evaluation', total: 2 * steps.length, startAt: 0, backend: job.backend });
+  job.onEvent({ type: 'stage-start', stage: 'eval', label: 'evaluation', total: 2 * steps.length, startAt: 0, backend: job.backend, unit: 'rows' });
   let done = 0;
   const tick = () => job.onEvent({ type: 'step', stage: 'eval', label: 'evaluation', step: ++done, total: 2 * steps.length, loss: Number.NaN, lr: 0, itPerSec: 0 });
   for (const N of steps) {
