@@ -63,6 +63,16 @@ if (timedSteps > 0) {
     phases[k] += now - t;
     return now;
   };
+  // Issues the step, starts reading its loss and issues the optimizer, without waiting for the GPU.
+  const issueWithoutWaiting = () => {
+    let t = performance.now();
+    const { value, grads } = grad();
+    const p = value.data();
+    t = clock('issue', t);
+    update(grads);
+    t = clock('optimizer', t);
+    return { value, p, t };
+  };
   const orders = {
     sync: async () => {
       let t = performance.now();
@@ -75,12 +85,7 @@ if (timedSteps > 0) {
       value.dispose();
     },
     'after-adam': async () => {
-      let t = performance.now();
-      const { value, grads } = grad();
-      const p = value.data();
-      t = clock('issue', t);
-      update(grads);
-      t = clock('optimizer', t);
+      const { value, p, t } = issueWithoutWaiting();
       await p;
       clock('wait', t);
       value.dispose();
@@ -88,12 +93,7 @@ if (timedSteps > 0) {
   };
   let pending: { value: tf.Scalar; p: Promise<unknown> } | null = null;
   const lagged = async () => {
-    let t = performance.now();
-    const { value, grads } = grad();
-    const p = value.data();
-    t = clock('issue', t);
-    update(grads);
-    t = clock('optimizer', t);
+    const { value, p, t } = issueWithoutWaiting();
     if (pending) {
       await pending.p;
       pending.value.dispose();
