@@ -2,7 +2,7 @@
 import { tf } from './tf.js';
 import type { ParamSet } from './model/params.js';
 import { hostBackend, ownedView, viewOf } from './kernels/memory.js';
-import { adamStepWgsl, emaWgsl } from './kernels/webgpu/optim.js';
+import { adamStepWgsl } from './kernels/webgpu/optim.js';
 import { webgpuKernelsActive } from './kernels/webgpu/index.js';
 
 export type Decay = 'cosine' | 'linear' | 'none';
@@ -140,7 +140,6 @@ export function emaDecay(decay: number, t: number): number {
 
 /** ema ← d·ema + (1 − d)·θ for every parameter (in place on the cpu and wasm backends). */
 export function updateEma(ema: ParamSet, params: ParamSet, d: number): void {
-  if (webgpuKernelsActive()) return emaWgsl(ema.list.map((e) => e.variable), params.list.map((p) => p.variable), d);
   const host = hostBackend();
   if (host) {
     ema.list.forEach((e, i) => {

@@ -5,9 +5,8 @@
  * As tfjs ops, clip + Adam + EMA cost ~20 dispatches per parameter tensor (1450 Multiplies alone in a
  * UNet step), and every dispatch costs the host ~0.3 ms on Dawn. Here: Σg² of 7 gradients per
  * dispatch into a norms buffer, one dispatch turning the norms into the clip scale, then per parameter
- * one dispatch updating m, v and θ in place (three read_write buffers, so a raw dispatch: raw.ts) and
- * one for the EMA. Same formulas as the
- * host path in optim.ts:
+ * one dispatch updating m, v, θ and (if given) the EMA in place (several read_write buffers, so a raw
+ * dispatch: raw.ts). Same formulas as the host path in optim.ts:
  *   s = maxNorm / max(‖g‖, maxNorm) (1 without clipping), m ← β1·m + (1−β1)·s·g,
  *   v ← β2·v + (1−β2)·(s·g)², θ ← θ − (lr/(1−β1^t))·m / (√(v/(1−β2^t)) + ε), e ← d·e + (1−d)·θ.
  */
@@ -99,16 +98,6 @@ const adamCode = (ema: boolean) => `
     ${ema ? 'E[i] = u.d * E[i] + (1.0 - u.d) * p;' : 'let unused = u.d;'}
   }`;
 
-const EMA = {
-  key: 'optim_ema',
-  inputs: ['P'],
-  uniforms: 'd : f32,',
-  code: `
-    fn main(index : i32) {
-      if (index < uniforms.size) { result[index] = uniforms.d * result[index] + (1.0 - uniforms.d) * P[index]; }
-    }`,
-};
-
 export interface AdamStep {
   lr: number;
   beta1: number;
@@ -144,12 +133,4 @@ export function adamStepWgsl(params: tf.Variable[], m: tf.Variable[], v: tf.Vari
     rawDispatch(pipeline, [p, m[i]!, v[i]!, grads[i]!, scale, ...(e ? [e] : [])], uniforms, spread(Math.ceil(p.size / 256)), [p, m[i]!, v[i]!, ...(e ? [e] : [])]);
   });
   return scale;
-}
-
-/** e ← d·e + (1 − d)·θ for every pair, in place. */
-export function emaWgsl(ema: tf.Variable[], params: tf.Variable[], d: number): void {
-  ema.forEach((e, i) => {
-    ownBuffer(e);
-    runWgsl({ ...EMA, outputShape: e.shape }, [params[i]!], [f32(d)], e);
-  });
 }
